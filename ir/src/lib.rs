@@ -1,0 +1,3 @@
+//! The bitnetc intermediate representation.
+pub mod dtype;
+pub use dtype::DType;

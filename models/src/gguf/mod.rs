@@ -1,0 +1,1 @@
+//! The GGUF container: a strict reader and a writer.

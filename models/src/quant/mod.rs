@@ -1,0 +1,1 @@
+//! Tensor storage formats: encode, decode and reference dot products.
