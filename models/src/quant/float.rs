@@ -14,8 +14,18 @@ const CHUNK: usize = 256;
 fn check(dtype: DType, bytes: usize, n: usize, width: usize) -> Result<(), QuantError> {
     match n.checked_mul(width) {
         Some(expected) if expected == bytes => Ok(()),
-        Some(expected) => Err(QuantError::WrongByteLength { dtype, n_elems: n, expected, actual: bytes }),
-        None => Err(QuantError::WrongByteLength { dtype, n_elems: n, expected: usize::MAX, actual: bytes }),
+        Some(expected) => Err(QuantError::WrongByteLength {
+            dtype,
+            n_elems: n,
+            expected,
+            actual: bytes,
+        }),
+        None => Err(QuantError::WrongByteLength {
+            dtype,
+            n_elems: n,
+            expected: usize::MAX,
+            actual: bytes,
+        }),
     }
 }
 
@@ -103,7 +113,10 @@ mod tests {
         f16_bytes_to_f32(&bytes, &mut out).unwrap();
         for (b, v) in (0..=u16::MAX).zip(&out) {
             let want = f16::from_bits(b).to_f32();
-            assert!(want.to_bits() == v.to_bits() || (want.is_nan() && v.is_nan()), "{b:#06x}");
+            assert!(
+                want.to_bits() == v.to_bits() || (want.is_nan() && v.is_nan()),
+                "{b:#06x}"
+            );
         }
     }
 

@@ -26,13 +26,22 @@ pub fn payload_bytes(n_elems: u64) -> u64 {
 }
 
 fn check_payload(payload: &[u8], n_elems: usize) -> Result<usize, QuantError> {
-    if n_elems % BLOCK_ELEMS != 0 {
-        return Err(QuantError::NotBlockMultiple { dtype: DT, n_elems, block: BLOCK_ELEMS });
+    if !n_elems.is_multiple_of(BLOCK_ELEMS) {
+        return Err(QuantError::NotBlockMultiple {
+            dtype: DT,
+            n_elems,
+            block: BLOCK_ELEMS,
+        });
     }
     let packed = n_elems / 4;
     let expected = packed + TAIL_BYTES;
     if payload.len() < expected {
-        return Err(QuantError::WrongByteLength { dtype: DT, n_elems, expected, actual: payload.len() });
+        return Err(QuantError::WrongByteLength {
+            dtype: DT,
+            n_elems,
+            expected,
+            actual: payload.len(),
+        });
     }
     Ok(packed)
 }
@@ -47,15 +56,32 @@ fn check_payload(payload: &[u8], n_elems: usize) -> Result<usize, QuantError> {
 /// weights, so it is refused.
 pub fn scale(payload: &[u8], n_elems: usize) -> Result<f32, QuantError> {
     let packed = check_payload(payload, n_elems)?;
-    let s = f32::from_le_bytes([payload[packed], payload[packed + 1], payload[packed + 2], payload[packed + 3]]);
+    let s = f32::from_le_bytes([
+        payload[packed],
+        payload[packed + 1],
+        payload[packed + 2],
+        payload[packed + 3],
+    ]);
     if !s.is_finite() {
-        return Err(QuantError::NonFiniteScale { dtype: DT, block: 0, value: s });
+        return Err(QuantError::NonFiniteScale {
+            dtype: DT,
+            block: 0,
+            value: s,
+        });
     }
     if s < 0.0 {
-        return Err(QuantError::BadScale { dtype: DT, value: s, reason: "the per-tensor scale must not be negative" });
+        return Err(QuantError::BadScale {
+            dtype: DT,
+            value: s,
+            reason: "the per-tensor scale must not be negative",
+        });
     }
     if s == 0.0 && payload[..packed].iter().any(|&b| b != 0x55) {
-        return Err(QuantError::BadScale { dtype: DT, value: s, reason: "zero scale but some weights are non-zero" });
+        return Err(QuantError::BadScale {
+            dtype: DT,
+            value: s,
+            reason: "zero scale but some weights are non-zero",
+        });
     }
     Ok(s)
 }
@@ -81,7 +107,7 @@ pub fn decode_codes(payload: &[u8], start_elem: usize, codes: &mut [u8]) -> Resu
     let mut e = start_elem;
     let mut out = &mut codes[..];
     // Leading partial block.
-    while e % BLOCK_ELEMS != 0 && !out.is_empty() {
+    while !e.is_multiple_of(BLOCK_ELEMS) && !out.is_empty() {
         out[0] = code_at(payload, e);
         out = &mut out[1..];
         e += 1;
@@ -90,7 +116,10 @@ pub fn decode_codes(payload: &[u8], start_elem: usize, codes: &mut [u8]) -> Resu
     let whole = out.len() / BLOCK_ELEMS;
     let (body, rest) = out.split_at_mut(whole * BLOCK_ELEMS);
     let first = e / BLOCK_ELEMS * BLOCK_BYTES;
-    for (c, blk) in body.chunks_exact_mut(BLOCK_ELEMS).zip(payload[first..].chunks_exact(BLOCK_BYTES)) {
+    for (c, blk) in body
+        .chunks_exact_mut(BLOCK_ELEMS)
+        .zip(payload[first..].chunks_exact(BLOCK_BYTES))
+    {
         for (i, &b) in blk.iter().enumerate() {
             c[i] = b >> 6;
             c[i + 32] = (b >> 4) & 3;
@@ -127,15 +156,26 @@ pub fn encode(codes: &[u8], scale: f32) -> Vec<u8> {
 
 /// [`encode`] that reports a bad length or code as an error.
 pub fn try_encode(codes: &[u8], scale: f32) -> Result<Vec<u8>, QuantError> {
-    if codes.len() % BLOCK_ELEMS != 0 {
-        return Err(QuantError::NotBlockMultiple { dtype: DT, n_elems: codes.len(), block: BLOCK_ELEMS });
+    if !codes.len().is_multiple_of(BLOCK_ELEMS) {
+        return Err(QuantError::NotBlockMultiple {
+            dtype: DT,
+            n_elems: codes.len(),
+            block: BLOCK_ELEMS,
+        });
     }
     if let Some(index) = codes.iter().position(|&c| c > 2) {
-        return Err(QuantError::BadCode { dtype: DT, index, code: codes[index] });
+        return Err(QuantError::BadCode {
+            dtype: DT,
+            index,
+            code: codes[index],
+        });
     }
     let packed = codes.len() / 4;
     let mut out = vec![0u8; packed + TAIL_BYTES];
-    for (c, o) in codes.chunks_exact(BLOCK_ELEMS).zip(out.chunks_exact_mut(BLOCK_BYTES)) {
+    for (c, o) in codes
+        .chunks_exact(BLOCK_ELEMS)
+        .zip(out.chunks_exact_mut(BLOCK_BYTES))
+    {
         for i in 0..32 {
             o[i] = (c[i] << 6) | (c[i + 32] << 4) | (c[i + 64] << 2) | c[i + 96];
         }
@@ -167,8 +207,14 @@ pub fn dequantize(payload: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
     let s = scale(payload, out.len())?;
     let packed = out.len() / 4;
     if count_invalid_codes(&payload[..packed]) > 0 {
-        let e = (0..out.len()).find(|&e| code_at(payload, e) == 3).unwrap_or(0);
-        return Err(QuantError::BadCode { dtype: DT, index: e, code: 3 });
+        let e = (0..out.len())
+            .find(|&e| code_at(payload, e) == 3)
+            .unwrap_or(0);
+        return Err(QuantError::BadCode {
+            dtype: DT,
+            index: e,
+            code: 3,
+        });
     }
     let mut codes = [0u8; BLOCK_ELEMS];
     for (b, o) in out.chunks_exact_mut(BLOCK_ELEMS).enumerate() {
@@ -191,7 +237,10 @@ mod tests {
     fn test_vector_first_128() {
         let codes = lcg_codes(128);
         let p = encode(&codes, 1.0);
-        assert_eq!(hex(&p[..32]), "a65022695894040428224682162585a02a01042195658514021a2a9852909586");
+        assert_eq!(
+            hex(&p[..32]),
+            "a65022695894040428224682162585a02a01042195658514021a2a9852909586"
+        );
         let mut back = vec![0u8; 128];
         decode_codes(&p, 0, &mut back).unwrap();
         assert_eq!(back, codes);
@@ -252,12 +301,31 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_ranges_never_panic() {
+        let mut rng = ChaCha8Rng::seed_from_u64(13);
+        for _ in 0..2000 {
+            let mut p = vec![0u8; rng.gen_range(0..200)];
+            rng.fill(&mut p[..]);
+            let start = rng.gen_range(0..600);
+            let mut c = vec![0u8; rng.gen_range(0..600)];
+            let ok = (start + c.len()).div_ceil(128) * 32 <= p.len();
+            assert_eq!(decode_codes(&p, start, &mut c).is_ok(), ok);
+            let n = 128 * rng.gen_range(0..3);
+            let _ = scale(&p, n);
+            let _ = dequantize(&p, &mut vec![0f32; n]);
+        }
+    }
+
+    #[test]
     fn invalid_code_count() {
         let mut rng = ChaCha8Rng::seed_from_u64(12);
         for len in [0usize, 1, 7, 8, 9, 100, 4096] {
             let mut b = vec![0u8; len];
             rng.fill(&mut b[..]);
-            let naive: usize = b.iter().map(|&x| (0..4).filter(|k| (x >> (2 * k)) & 3 == 3).count()).sum();
+            let naive: usize = b
+                .iter()
+                .map(|&x| (0..4).filter(|k| (x >> (2 * k)) & 3 == 3).count())
+                .sum();
             assert_eq!(count_invalid_codes(&b), naive);
         }
         assert_eq!(count_invalid_codes(&[0xFF; 9]), 36);
@@ -272,9 +340,15 @@ mod tests {
         assert!(matches!(scale(&p, 128), Err(QuantError::BadScale { .. })));
         for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
             let p = encode(&codes, bad);
-            assert!(matches!(scale(&p, 128), Err(QuantError::NonFiniteScale { .. })));
+            assert!(matches!(
+                scale(&p, 128),
+                Err(QuantError::NonFiniteScale { .. })
+            ));
         }
-        assert!(matches!(scale(&encode(&codes, -1.0), 128), Err(QuantError::BadScale { .. })));
+        assert!(matches!(
+            scale(&encode(&codes, -1.0), 128),
+            Err(QuantError::BadScale { .. })
+        ));
         let p = encode(&codes, 1.0);
         assert!(scale(&p[..63], 128).is_err()); // short tail
         assert!(scale(&p, 64).is_err()); // not a block multiple
@@ -288,7 +362,14 @@ mod tests {
         assert!(try_encode(&[3; 128], 1.0).is_err());
         let mut q = encode(&codes, 1.0);
         q[5] = 0xC0; // element 5 holds code 3
-        assert_eq!(dequantize(&q, &mut [0f32; 128]), Err(QuantError::BadCode { dtype: DT, index: 5, code: 3 }));
+        assert_eq!(
+            dequantize(&q, &mut [0f32; 128]),
+            Err(QuantError::BadCode {
+                dtype: DT,
+                index: 5,
+                code: 3
+            })
+        );
         assert!(dequantize(&q[..60], &mut [0f32; 128]).is_err());
     }
 }

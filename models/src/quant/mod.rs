@@ -112,19 +112,32 @@ pub enum QuantError {
 /// Byte size of a row of `n_elems` elements (for I2_S: packed codes only, no tail).
 pub fn row_bytes(dtype: DType, n_elems: usize) -> Result<usize, QuantError> {
     let block = dtype.block_elems() as usize;
-    if n_elems % block != 0 {
-        return Err(QuantError::NotBlockMultiple { dtype, n_elems, block });
+    if !n_elems.is_multiple_of(block) {
+        return Err(QuantError::NotBlockMultiple {
+            dtype,
+            n_elems,
+            block,
+        });
     }
     (n_elems / block)
         .checked_mul(dtype.block_bytes() as usize)
-        .ok_or(QuantError::NotBlockMultiple { dtype, n_elems, block })
+        .ok_or(QuantError::NotBlockMultiple {
+            dtype,
+            n_elems,
+            block,
+        })
 }
 
 /// Checks that `bytes` is exactly one row of `n_elems` elements of `dtype`.
 pub(crate) fn check_row(dtype: DType, bytes: usize, n_elems: usize) -> Result<(), QuantError> {
     let expected = row_bytes(dtype, n_elems)?;
     if bytes != expected {
-        return Err(QuantError::WrongByteLength { dtype, n_elems, expected, actual: bytes });
+        return Err(QuantError::WrongByteLength {
+            dtype,
+            n_elems,
+            expected,
+            actual: bytes,
+        });
     }
     Ok(())
 }
@@ -149,7 +162,10 @@ pub fn dequantize_row(dtype: DType, row: &[u8], out: &mut [f32]) -> Result<(), Q
         DType::Q6K => q6_k::dequantize_row(row, out),
         DType::TQ1_0 => tq1_0::dequantize_row(row, out),
         DType::TQ2_0 => tq2_0::dequantize_row(row, out),
-        DType::I2S => Err(QuantError::Unsupported { dtype, op: "row dequantization (I2_S has a per-tensor scale; use quant::i2s)" }),
+        DType::I2S => Err(QuantError::Unsupported {
+            dtype,
+            op: "row dequantization (I2_S has a per-tensor scale; use quant::i2s)",
+        }),
     }
 }
 
@@ -167,13 +183,20 @@ pub fn quantize_row(dtype: DType, x: &[f32], out: &mut [u8]) -> Result<(), Quant
         DType::Q8_0 => q8_0::quantize_row(x, out),
         DType::Q6K => q6_k::quantize_row(x, out),
         DType::TQ1_0 | DType::TQ2_0 => quantize_row_tq(dtype, x, out),
-        DType::I2S => Err(QuantError::Unsupported { dtype, op: "row quantization (I2_S has a per-tensor scale; use quant::i2s::encode)" }),
+        DType::I2S => Err(QuantError::Unsupported {
+            dtype,
+            op: "row quantization (I2_S has a per-tensor scale; use quant::i2s::encode)",
+        }),
     }
 }
 
 pub(crate) fn check_finite(dtype: DType, x: &[f32]) -> Result<(), QuantError> {
     match x.iter().position(|v| !v.is_finite()) {
-        Some(index) => Err(QuantError::NonFiniteInput { dtype, index, value: x[index] }),
+        Some(index) => Err(QuantError::NonFiniteInput {
+            dtype,
+            index,
+            value: x[index],
+        }),
         None => Ok(()),
     }
 }

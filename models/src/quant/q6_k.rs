@@ -17,10 +17,18 @@ pub const BLOCK_BYTES: usize = 210;
 /// `row.len()` must be `210·out.len()/256`; a non-finite `d` is an error.
 pub fn dequantize_row(row: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
     check_row(DType::Q6K, row.len(), out.len())?;
-    for (b, (blk, o)) in row.chunks_exact(BLOCK_BYTES).zip(out.chunks_exact_mut(BLOCK_ELEMS)).enumerate() {
+    for (b, (blk, o)) in row
+        .chunks_exact(BLOCK_BYTES)
+        .zip(out.chunks_exact_mut(BLOCK_ELEMS))
+        .enumerate()
+    {
         let d = read_f16(&blk[208..210]).to_f32();
         if !d.is_finite() {
-            return Err(QuantError::NonFiniteScale { dtype: DType::Q6K, block: b, value: d });
+            return Err(QuantError::NonFiniteScale {
+                dtype: DType::Q6K,
+                block: b,
+                value: d,
+            });
         }
         for h in 0..2 {
             let ql = &blk[64 * h..64 * h + 64];
@@ -52,7 +60,10 @@ pub fn dequantize_row(row: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
 pub fn quantize_row(x: &[f32], out: &mut [u8]) -> Result<(), QuantError> {
     check_row(DType::Q6K, out.len(), x.len())?;
     check_finite(DType::Q6K, x)?;
-    for (xb, ob) in x.chunks_exact(BLOCK_ELEMS).zip(out.chunks_exact_mut(BLOCK_BYTES)) {
+    for (xb, ob) in x
+        .chunks_exact(BLOCK_ELEMS)
+        .zip(out.chunks_exact_mut(BLOCK_BYTES))
+    {
         quantize_block(xb, ob);
     }
     Ok(())
@@ -78,7 +89,10 @@ fn quantize_block(x: &[f32], out: &mut [u8]) {
             let eff = df * sc;
             if eff > 0.0 {
                 let inv = 1.0 / eff;
-                for (l, &v) in levels[16 * j..16 * j + 16].iter_mut().zip(&x[16 * j..16 * j + 16]) {
+                for (l, &v) in levels[16 * j..16 * j + 16]
+                    .iter_mut()
+                    .zip(&x[16 * j..16 * j + 16])
+                {
                     *l = ((v * inv).round().clamp(-32.0, 31.0) as i32 + 32) as u8;
                 }
             }
@@ -137,7 +151,11 @@ mod tests {
             let mut out = vec![0f32; nb * 256];
             dequantize_row(&row, &mut out).unwrap();
             for (i, v) in out.iter().enumerate() {
-                assert_eq!(*v, reference(&row[210 * (i / 256)..], i % 256), "element {i}");
+                assert_eq!(
+                    *v,
+                    reference(&row[210 * (i / 256)..], i % 256),
+                    "element {i}"
+                );
             }
         }
     }
@@ -187,7 +205,10 @@ mod tests {
         assert!(dequantize_row(&[0; 210], &mut out[..255]).is_err());
         let mut nan = [0u8; 210];
         nan[208..].copy_from_slice(&f16::NAN.to_le_bytes());
-        assert!(matches!(dequantize_row(&nan, &mut out), Err(QuantError::NonFiniteScale { .. })));
+        assert!(matches!(
+            dequantize_row(&nan, &mut out),
+            Err(QuantError::NonFiniteScale { .. })
+        ));
         assert!(quantize_row(&[f32::INFINITY; 256], &mut [0; 210]).is_err());
         assert!(quantize_row(&[0.0; 128], &mut [0; 105]).is_err());
     }

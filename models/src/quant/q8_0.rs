@@ -13,10 +13,18 @@ pub const BLOCK_BYTES: usize = 34;
 /// Decodes a row; `row.len()` must be `34·out.len()/32`. Non-finite block scales are errors.
 pub fn dequantize_row(row: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
     check_row(DType::Q8_0, row.len(), out.len())?;
-    for (b, (blk, o)) in row.chunks_exact(BLOCK_BYTES).zip(out.chunks_exact_mut(BLOCK_ELEMS)).enumerate() {
+    for (b, (blk, o)) in row
+        .chunks_exact(BLOCK_BYTES)
+        .zip(out.chunks_exact_mut(BLOCK_ELEMS))
+        .enumerate()
+    {
         let d = read_f16(blk).to_f32();
         if !d.is_finite() {
-            return Err(QuantError::NonFiniteScale { dtype: DType::Q8_0, block: b, value: d });
+            return Err(QuantError::NonFiniteScale {
+                dtype: DType::Q8_0,
+                block: b,
+                value: d,
+            });
         }
         for (v, &q) in o.iter_mut().zip(&blk[2..]) {
             *v = (q as i8) as f32 * d;
@@ -31,7 +39,10 @@ pub fn dequantize_row(row: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
 pub fn quantize_row(x: &[f32], out: &mut [u8]) -> Result<(), QuantError> {
     check_row(DType::Q8_0, out.len(), x.len())?;
     check_finite(DType::Q8_0, x)?;
-    for (xb, ob) in x.chunks_exact(BLOCK_ELEMS).zip(out.chunks_exact_mut(BLOCK_BYTES)) {
+    for (xb, ob) in x
+        .chunks_exact(BLOCK_ELEMS)
+        .zip(out.chunks_exact_mut(BLOCK_BYTES))
+    {
         let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
@@ -83,7 +94,10 @@ mod tests {
             let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
             for (a, b) in xb.iter().zip(yb) {
                 // half a step, plus the f16 rounding of d applied to up to 127 steps
-                assert!((a - b).abs() <= amax / 127.0 * 0.5 + amax * 2f32.powi(-11) * 1.01, "{a} {b}");
+                assert!(
+                    (a - b).abs() <= amax / 127.0 * 0.5 + amax * 2f32.powi(-11) * 1.01,
+                    "{a} {b}"
+                );
             }
         }
         // Exact cases: amax element maps to ±127; zero block gives d = 0.
@@ -108,7 +122,10 @@ mod tests {
         assert!(dequantize_row(&[0; 34], &mut out[..31]).is_err());
         let mut inf = [0u8; 34];
         inf[..2].copy_from_slice(&f16::INFINITY.to_le_bytes());
-        assert!(matches!(dequantize_row(&inf, &mut out), Err(QuantError::NonFiniteScale { .. })));
+        assert!(matches!(
+            dequantize_row(&inf, &mut out),
+            Err(QuantError::NonFiniteScale { .. })
+        ));
         assert!(quantize_row(&[f32::NAN; 32], &mut [0; 34]).is_err());
         assert!(quantize_row(&[0.0; 32], &mut [0; 35]).is_err());
     }

@@ -10,7 +10,11 @@
 /// scale); inputs are expected to be finite.
 pub fn ternarize(w: &[f32]) -> (Vec<u8>, f32) {
     let sum: f64 = w.iter().map(|v| v.abs() as f64).sum();
-    let mean = if w.is_empty() { 0.0 } else { (sum / w.len() as f64) as f32 };
+    let mean = if w.is_empty() {
+        0.0
+    } else {
+        (sum / w.len() as f64) as f32
+    };
     let m = mean.max(1e-5);
     let inv = 1.0 / m;
     let codes = w

@@ -29,7 +29,10 @@ pub(crate) fn hex(b: &[u8]) -> String {
 
 #[test]
 fn lcg_first_16() {
-    assert_eq!(lcg_weights(16), vec![1, 0, -1, 0, 0, 1, -1, -1, -1, -1, 0, 1, -1, -1, 1, 1]);
+    assert_eq!(
+        lcg_weights(16),
+        vec![1, 0, -1, 0, 0, 1, -1, -1, -1, -1, 0, 1, -1, -1, 1, 1]
+    );
 }
 
 #[test]
@@ -89,17 +92,31 @@ fn row_api_tq_matches_code_helpers() {
 fn row_api_errors_not_panics() {
     let mut rng = ChaCha8Rng::seed_from_u64(22);
     // Unsupported combinations.
-    assert!(matches!(dequantize_row(DType::I2S, &[0; 32], &mut [0f32; 128]), Err(QuantError::Unsupported { .. })));
-    assert!(matches!(quantize_row(DType::I2S, &[0f32; 128], &mut [0; 32]), Err(QuantError::Unsupported { .. })));
+    assert!(matches!(
+        dequantize_row(DType::I2S, &[0; 32], &mut [0f32; 128]),
+        Err(QuantError::Unsupported { .. })
+    ));
+    assert!(matches!(
+        quantize_row(DType::I2S, &[0f32; 128], &mut [0; 32]),
+        Err(QuantError::Unsupported { .. })
+    ));
     // Every format, every wrong length near the right one, random bytes: Err or Ok, never a panic.
     for dtype in DType::ALL {
         let n = 256;
-        let Ok(good) = row_bytes(dtype, n) else { continue };
+        let Ok(good) = row_bytes(dtype, n) else {
+            continue;
+        };
         for len in [0, 1, good - 1, good + 1, good / 2] {
             let mut b = vec![0u8; len];
             rng.fill(&mut b[..]);
-            assert!(dequantize_row(dtype, &b, &mut [0f32; 256]).is_err(), "{dtype} len {len}");
-            assert!(quantize_row(dtype, &[0f32; 256], &mut b).is_err(), "{dtype} len {len}");
+            assert!(
+                dequantize_row(dtype, &b, &mut [0f32; 256]).is_err(),
+                "{dtype} len {len}"
+            );
+            assert!(
+                quantize_row(dtype, &[0f32; 256], &mut b).is_err(),
+                "{dtype} len {len}"
+            );
         }
         // Right length, random bytes: may be Err (bad scale/code) but must not panic.
         for _ in 0..50 {
@@ -117,5 +134,8 @@ fn row_api_errors_not_panics() {
     }
     // Error messages name the problem.
     let e = dequantize_row(DType::Q8_0, &[0; 33], &mut [0f32; 32]).unwrap_err();
-    assert_eq!(e.to_string(), "q8_0: 32 elements need 34 bytes, buffer has 33");
+    assert_eq!(
+        e.to_string(),
+        "q8_0: 32 elements need 34 bytes, buffer has 33"
+    );
 }

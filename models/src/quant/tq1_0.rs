@@ -30,7 +30,7 @@ fn trit(b: u8, n: usize) -> u8 {
 #[inline]
 fn pack(trits: impl Iterator<Item = u8>) -> u8 {
     let v = trits.fold(0u16, |v, t| v * 3 + t as u16);
-    ((v * 256 + 242) / 243) as u8
+    (v * 256).div_ceil(243) as u8
 }
 
 /// Unpacks one 54-byte block into `codes` (each 0..=2) and returns `f32(d)`.
@@ -63,7 +63,10 @@ pub fn decode_block(block: &[u8], codes: &mut [u8; 256]) -> f32 {
 /// If `out.len() != 54` or a code is above 2 ([`encode_row`] checks both and returns errors).
 pub fn encode_block(codes: &[u8; 256], d: f16, out: &mut [u8]) {
     assert_eq!(out.len(), BLOCK_BYTES, "TQ1_0 block must be 54 bytes");
-    assert!(codes.iter().all(|&c| c <= 2), "TQ1_0 codes must be 0, 1 or 2");
+    assert!(
+        codes.iter().all(|&c| c <= 2),
+        "TQ1_0 codes must be 0, 1 or 2"
+    );
     for m in 0..32 {
         out[m] = pack((0..5).map(|n| codes[m + 32 * n]));
     }
@@ -78,7 +81,11 @@ pub fn encode_block(codes: &[u8; 256], d: f16, out: &mut [u8]) {
 
 fn check_scales(n_codes: usize, n_scales: usize) -> Result<(), QuantError> {
     if n_scales * BLOCK_ELEMS != n_codes {
-        return Err(QuantError::LengthMismatch { what: "TQ1_0 scales", expected: n_codes / BLOCK_ELEMS, actual: n_scales });
+        return Err(QuantError::LengthMismatch {
+            what: "TQ1_0 scales",
+            expected: n_codes / BLOCK_ELEMS,
+            actual: n_scales,
+        });
     }
     Ok(())
 }
@@ -86,11 +93,19 @@ fn check_scales(n_codes: usize, n_scales: usize) -> Result<(), QuantError> {
 /// Unpacks a row into codes and one f32 scale per 256-element block.
 /// Requires `codes.len()` a multiple of 256, `scales.len() = codes.len()/256` and
 /// `row.len() = 54·scales.len()`.
-pub fn decode_row_codes(row: &[u8], codes: &mut [u8], scales: &mut [f32]) -> Result<(), QuantError> {
+pub fn decode_row_codes(
+    row: &[u8],
+    codes: &mut [u8],
+    scales: &mut [f32],
+) -> Result<(), QuantError> {
     check_row(DT, row.len(), codes.len())?;
     check_scales(codes.len(), scales.len())?;
     let mut buf = [0u8; 256];
-    for ((blk, c), s) in row.chunks_exact(BLOCK_BYTES).zip(codes.chunks_exact_mut(BLOCK_ELEMS)).zip(scales) {
+    for ((blk, c), s) in row
+        .chunks_exact(BLOCK_BYTES)
+        .zip(codes.chunks_exact_mut(BLOCK_ELEMS))
+        .zip(scales)
+    {
         *s = decode_block(blk, &mut buf);
         c.copy_from_slice(&buf);
     }
@@ -103,9 +118,17 @@ pub fn encode_row(codes: &[u8], scales: &[f16], out: &mut [u8]) -> Result<(), Qu
     check_row(DT, out.len(), codes.len())?;
     check_scales(codes.len(), scales.len())?;
     if let Some(index) = codes.iter().position(|&c| c > 2) {
-        return Err(QuantError::BadCode { dtype: DT, index, code: codes[index] });
+        return Err(QuantError::BadCode {
+            dtype: DT,
+            index,
+            code: codes[index],
+        });
     }
-    for ((c, &d), o) in codes.chunks_exact(BLOCK_ELEMS).zip(scales).zip(out.chunks_exact_mut(BLOCK_BYTES)) {
+    for ((c, &d), o) in codes
+        .chunks_exact(BLOCK_ELEMS)
+        .zip(scales)
+        .zip(out.chunks_exact_mut(BLOCK_BYTES))
+    {
         let c: &[u8; 256] = c.try_into().expect("chunk of 256");
         encode_block(c, d, o);
     }
@@ -115,14 +138,23 @@ pub fn encode_row(codes: &[u8], scales: &[f16], out: &mut [u8]) -> Result<(), Qu
 /// Checks a row of whole blocks: every scale finite. (Every byte decodes to valid trits, so
 /// there is no code to check.)
 pub fn validate(row: &[u8]) -> Result<(), QuantError> {
-    if row.len() % BLOCK_BYTES != 0 {
+    if !row.len().is_multiple_of(BLOCK_BYTES) {
         let n_elems = row.len() / BLOCK_BYTES * BLOCK_ELEMS;
-        return Err(QuantError::WrongByteLength { dtype: DT, n_elems, expected: n_elems / BLOCK_ELEMS * BLOCK_BYTES, actual: row.len() });
+        return Err(QuantError::WrongByteLength {
+            dtype: DT,
+            n_elems,
+            expected: n_elems / BLOCK_ELEMS * BLOCK_BYTES,
+            actual: row.len(),
+        });
     }
     for (b, blk) in row.chunks_exact(BLOCK_BYTES).enumerate() {
         let d = read_f16(&blk[52..54]);
         if !d.is_finite() {
-            return Err(QuantError::NonFiniteScale { dtype: DT, block: b, value: d.to_f32() });
+            return Err(QuantError::NonFiniteScale {
+                dtype: DT,
+                block: b,
+                value: d.to_f32(),
+            });
         }
     }
     Ok(())
@@ -133,7 +165,10 @@ pub fn dequantize_row(row: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
     check_row(DT, row.len(), out.len())?;
     validate(row)?;
     let mut buf = [0u8; 256];
-    for (blk, o) in row.chunks_exact(BLOCK_BYTES).zip(out.chunks_exact_mut(BLOCK_ELEMS)) {
+    for (blk, o) in row
+        .chunks_exact(BLOCK_BYTES)
+        .zip(out.chunks_exact_mut(BLOCK_ELEMS))
+    {
         let d = decode_block(blk, &mut buf);
         for (v, &c) in o.iter_mut().zip(&buf) {
             *v = (c as i32 - 1) as f32 * d;
@@ -191,7 +226,9 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(8);
         for nb in [1usize, 2, 5, 17] {
             let codes: Vec<u8> = (0..256 * nb).map(|_| rng.gen_range(0..3)).collect();
-            let scales: Vec<f16> = (0..nb).map(|_| f16::from_f32(rng.gen_range(0.0f32..2.0))).collect();
+            let scales: Vec<f16> = (0..nb)
+                .map(|_| f16::from_f32(rng.gen_range(0.0f32..2.0)))
+                .collect();
             let mut row = vec![0u8; 54 * nb];
             encode_row(&codes, &scales, &mut row).unwrap();
             validate(&row).unwrap();
@@ -211,7 +248,14 @@ mod tests {
         assert!(decode_row_codes(&[0; 54], &mut codes[..255], &mut s).is_err());
         assert!(encode_row(&codes, &[], &mut [0; 54]).is_err());
         codes[200] = 5;
-        assert_eq!(encode_row(&codes, &[f16::ONE], &mut [0; 54]), Err(QuantError::BadCode { dtype: DT, index: 200, code: 5 }));
+        assert_eq!(
+            encode_row(&codes, &[f16::ONE], &mut [0; 54]),
+            Err(QuantError::BadCode {
+                dtype: DT,
+                index: 200,
+                code: 5
+            })
+        );
         let mut rng = ChaCha8Rng::seed_from_u64(9);
         let mut blk = [0u8; 54];
         rng.fill(&mut blk[..52]);
@@ -219,7 +263,10 @@ mod tests {
         decode_block(&blk, &mut c);
         assert!(c.iter().all(|&t| t <= 2));
         blk[52..].copy_from_slice(&f16::NAN.to_le_bytes());
-        assert!(matches!(dequantize_row(&blk, &mut [0f32; 256]), Err(QuantError::NonFiniteScale { .. })));
+        assert!(matches!(
+            dequantize_row(&blk, &mut [0f32; 256]),
+            Err(QuantError::NonFiniteScale { .. })
+        ));
         assert!(validate(&[0; 55]).is_err());
     }
 }

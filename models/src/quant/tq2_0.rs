@@ -40,7 +40,10 @@ pub fn decode_block(block: &[u8], codes: &mut [u8; 256]) -> f32 {
 /// If `out.len() != 66` or a code is above 2 ([`encode_row`] checks both and returns errors).
 pub fn encode_block(codes: &[u8; 256], d: f16, out: &mut [u8]) {
     assert_eq!(out.len(), BLOCK_BYTES, "TQ2_0 block must be 66 bytes");
-    assert!(codes.iter().all(|&c| c <= 2), "TQ2_0 codes must be 0, 1 or 2");
+    assert!(
+        codes.iter().all(|&c| c <= 2),
+        "TQ2_0 codes must be 0, 1 or 2"
+    );
     for half in 0..2 {
         let c = &codes[128 * half..128 * half + 128];
         for m in 0..32 {
@@ -52,14 +55,22 @@ pub fn encode_block(codes: &[u8; 256], d: f16, out: &mut [u8]) {
 
 fn check_codes(codes: &[u8]) -> Result<(), QuantError> {
     match codes.iter().position(|&c| c > 2) {
-        Some(index) => Err(QuantError::BadCode { dtype: DT, index, code: codes[index] }),
+        Some(index) => Err(QuantError::BadCode {
+            dtype: DT,
+            index,
+            code: codes[index],
+        }),
         None => Ok(()),
     }
 }
 
 fn check_scales(what: &'static str, n_codes: usize, n_scales: usize) -> Result<(), QuantError> {
     if n_scales * BLOCK_ELEMS != n_codes {
-        return Err(QuantError::LengthMismatch { what, expected: n_codes / BLOCK_ELEMS, actual: n_scales });
+        return Err(QuantError::LengthMismatch {
+            what,
+            expected: n_codes / BLOCK_ELEMS,
+            actual: n_scales,
+        });
     }
     Ok(())
 }
@@ -67,11 +78,19 @@ fn check_scales(what: &'static str, n_codes: usize, n_scales: usize) -> Result<(
 /// Unpacks a row into codes (as stored, 0..=3) and one f32 scale per 256-element block.
 /// Requires `codes.len()` a multiple of 256, `scales.len() = codes.len()/256` and
 /// `row.len() = 66·scales.len()`.
-pub fn decode_row_codes(row: &[u8], codes: &mut [u8], scales: &mut [f32]) -> Result<(), QuantError> {
+pub fn decode_row_codes(
+    row: &[u8],
+    codes: &mut [u8],
+    scales: &mut [f32],
+) -> Result<(), QuantError> {
     check_row(DT, row.len(), codes.len())?;
     check_scales("TQ2_0 scales", codes.len(), scales.len())?;
     let mut buf = [0u8; 256];
-    for ((blk, c), s) in row.chunks_exact(BLOCK_BYTES).zip(codes.chunks_exact_mut(BLOCK_ELEMS)).zip(scales) {
+    for ((blk, c), s) in row
+        .chunks_exact(BLOCK_BYTES)
+        .zip(codes.chunks_exact_mut(BLOCK_ELEMS))
+        .zip(scales)
+    {
         *s = decode_block(blk, &mut buf);
         c.copy_from_slice(&buf);
     }
@@ -84,7 +103,11 @@ pub fn encode_row(codes: &[u8], scales: &[f16], out: &mut [u8]) -> Result<(), Qu
     check_row(DT, out.len(), codes.len())?;
     check_scales("TQ2_0 scales", codes.len(), scales.len())?;
     check_codes(codes)?;
-    for ((c, &d), o) in codes.chunks_exact(BLOCK_ELEMS).zip(scales).zip(out.chunks_exact_mut(BLOCK_BYTES)) {
+    for ((c, &d), o) in codes
+        .chunks_exact(BLOCK_ELEMS)
+        .zip(scales)
+        .zip(out.chunks_exact_mut(BLOCK_BYTES))
+    {
         let c: &[u8; 256] = c.try_into().expect("chunk of 256");
         encode_block(c, d, o);
     }
@@ -93,20 +116,33 @@ pub fn encode_row(codes: &[u8], scales: &[f16], out: &mut [u8]) -> Result<(), Qu
 
 /// Checks a row of whole blocks: every scale finite, no code 3.
 pub fn validate(row: &[u8]) -> Result<(), QuantError> {
-    if row.len() % BLOCK_BYTES != 0 {
+    if !row.len().is_multiple_of(BLOCK_BYTES) {
         let n_elems = row.len() / BLOCK_BYTES * BLOCK_ELEMS;
-        return Err(QuantError::WrongByteLength { dtype: DT, n_elems, expected: n_elems / BLOCK_ELEMS * BLOCK_BYTES, actual: row.len() });
+        return Err(QuantError::WrongByteLength {
+            dtype: DT,
+            n_elems,
+            expected: n_elems / BLOCK_ELEMS * BLOCK_BYTES,
+            actual: row.len(),
+        });
     }
     for (b, blk) in row.chunks_exact(BLOCK_BYTES).enumerate() {
         let d = read_f16(&blk[64..66]);
         if !d.is_finite() {
-            return Err(QuantError::NonFiniteScale { dtype: DT, block: b, value: d.to_f32() });
+            return Err(QuantError::NonFiniteScale {
+                dtype: DT,
+                block: b,
+                value: d.to_f32(),
+            });
         }
         if let Some(m) = blk[..64].iter().position(|&q| q & (q >> 1) & 0x55 != 0) {
             let q = blk[m];
             let lane = (0..4).find(|l| (q >> (2 * l)) & 3 == 3).unwrap_or(0);
             let index = b * BLOCK_ELEMS + 128 * (m / 32) + 32 * lane + m % 32;
-            return Err(QuantError::BadCode { dtype: DT, index, code: 3 });
+            return Err(QuantError::BadCode {
+                dtype: DT,
+                index,
+                code: 3,
+            });
         }
     }
     Ok(())
@@ -117,7 +153,10 @@ pub fn dequantize_row(row: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
     check_row(DT, row.len(), out.len())?;
     validate(row)?;
     let mut buf = [0u8; 256];
-    for (blk, o) in row.chunks_exact(BLOCK_BYTES).zip(out.chunks_exact_mut(BLOCK_ELEMS)) {
+    for (blk, o) in row
+        .chunks_exact(BLOCK_BYTES)
+        .zip(out.chunks_exact_mut(BLOCK_ELEMS))
+    {
         let d = decode_block(blk, &mut buf);
         for (v, &c) in o.iter_mut().zip(&buf) {
             *v = (c as i32 - 1) as f32 * d;
@@ -174,7 +213,9 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(6);
         for nb in [1usize, 2, 5, 17] {
             let codes: Vec<u8> = (0..256 * nb).map(|_| rng.gen_range(0..3)).collect();
-            let scales: Vec<f16> = (0..nb).map(|_| f16::from_f32(rng.gen_range(0.0f32..2.0))).collect();
+            let scales: Vec<f16> = (0..nb)
+                .map(|_| f16::from_f32(rng.gen_range(0.0f32..2.0)))
+                .collect();
             let mut row = vec![0u8; 66 * nb];
             encode_row(&codes, &scales, &mut row).unwrap();
             validate(&row).unwrap();
@@ -196,7 +237,11 @@ mod tests {
         codes[7] = 3;
         assert_eq!(
             encode_row(&codes, &[f16::ONE], &mut [0; 66]),
-            Err(QuantError::BadCode { dtype: DT, index: 7, code: 3 })
+            Err(QuantError::BadCode {
+                dtype: DT,
+                index: 7,
+                code: 3
+            })
         );
         // Stored code 3 at element 128 + 64 + 5: decode returns it as stored, validate reports it.
         let mut blk = [0u8; 66];
@@ -204,11 +249,21 @@ mod tests {
         let mut c = [0u8; 256];
         decode_block(&blk, &mut c);
         assert_eq!(c[128 + 64 + 5], 3);
-        assert_eq!(validate(&blk), Err(QuantError::BadCode { dtype: DT, index: 197, code: 3 }));
+        assert_eq!(
+            validate(&blk),
+            Err(QuantError::BadCode {
+                dtype: DT,
+                index: 197,
+                code: 3
+            })
+        );
         assert!(dequantize_row(&blk, &mut [0f32; 256]).is_err());
         blk[32 + 5] = 0;
         blk[64..].copy_from_slice(&f16::NEG_INFINITY.to_le_bytes());
-        assert!(matches!(validate(&blk), Err(QuantError::NonFiniteScale { .. })));
+        assert!(matches!(
+            validate(&blk),
+            Err(QuantError::NonFiniteScale { .. })
+        ));
         assert!(validate(&[0; 67]).is_err());
     }
 }
