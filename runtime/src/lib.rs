@@ -1,1 +1,13 @@
-//! placeholder
+//! Executors for the bitnetc IR.
+//!
+//! [`reference::ReferenceBackend`] runs a [`bitnetc_ir::Graph`] with the reference numerics; the
+//! [`sampling`] module picks tokens from logits; [`kv_cache::KvCache`] holds a sequence's keys and
+//! values.
+pub mod error;
+pub mod kv_cache;
+pub mod reference;
+pub mod sampling;
+
+pub use error::RuntimeError;
+pub use reference::{LogitsFor, ReferenceBackend, Session};
+pub use sampling::{Sampler, SamplerConfig};

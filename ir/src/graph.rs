@@ -1,0 +1,219 @@
+//! The graph: weights, values and ops in execution order.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use crate::DType;
+
+/// Index of a value (the output of the node with the same index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ValueId(pub u32);
+
+/// Index of a weight in [`Graph::weights`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WeightId(pub u32);
+
+/// Element kind of an activation value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ElemKind {
+    /// f32 per element.
+    F32,
+    /// int8 per element with one f32 scale and an i32 element sum per token
+    /// (the per-token absmax quantization of the reference, `bitnet-gguf.md` §2.5).
+    QInt8,
+}
+
+/// Type of an activation value: `[tokens, width]`, the token count being fixed per batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValueType {
+    /// Element kind.
+    pub kind: ElemKind,
+    /// Elements per token.
+    pub width: u32,
+}
+
+/// Something that owns bytes weights can point into (a memory map, a buffer).
+pub type Storage = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+/// A zero-copy view of a weight's payload inside some shared storage.
+#[derive(Clone)]
+pub struct WeightBytes {
+    storage: Storage,
+    range: Range<usize>,
+}
+
+impl WeightBytes {
+    /// A view of `range` inside `storage`; `None` if the range is out of bounds.
+    pub fn new(storage: Storage, range: Range<usize>) -> Option<WeightBytes> {
+        let len = (*storage).as_ref().len();
+        (range.start <= range.end && range.end <= len).then_some(WeightBytes { storage, range })
+    }
+
+    /// Owned bytes (tests, generated tensors).
+    pub fn owned(bytes: Vec<u8>) -> WeightBytes {
+        let len = bytes.len();
+        WeightBytes { storage: Arc::new(bytes), range: 0..len }
+    }
+
+    /// The bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &(*self.storage).as_ref()[self.range.clone()]
+    }
+}
+
+impl std::fmt::Debug for WeightBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WeightBytes({} bytes)", self.range.len())
+    }
+}
+
+/// A constant tensor the graph reads.
+#[derive(Clone, Debug)]
+pub struct Weight {
+    /// Name in the source file.
+    pub name: String,
+    /// Storage format.
+    pub dtype: DType,
+    /// Dimensions, fastest-varying first: a linear map from K inputs to M outputs is `[K, M]`.
+    pub dims: Vec<u64>,
+    /// The payload.
+    pub data: WeightBytes,
+}
+
+impl Weight {
+    /// Number of elements.
+    pub fn n_elems(&self) -> u64 {
+        self.dims.iter().product()
+    }
+}
+
+/// Nonlinearity of a gated feed-forward block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// `max(g, 0)²` (BitNet b1.58 2B4T).
+    Relu2,
+    /// `g / (1 + e^-g)` (1bitLLM BitNet).
+    Silu,
+}
+
+/// One operation. Operands are values computed earlier; widths are per token.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// Rows of `table` (`[E, V]`) selected by the batch's token ids → f32 `[T, E]`.
+    Embedding { table: WeightId },
+    /// `x / sqrt(mean(x²) + eps) ⊙ weight` per token.
+    RmsNorm { x: ValueId, weight: WeightId, eps: f32 },
+    /// Per-token int8 absmax quantization of an f32 value.
+    QuantizeActivation { x: ValueId },
+    /// Ternary weight `[K, M]` times a quantized activation `[T, K]` → f32 `[T, M]`,
+    /// optionally multiplied by a one-element f32 `out_scale` weight.
+    TernaryLinear { x: ValueId, weight: WeightId, out_scale: Option<WeightId> },
+    /// Adds a `[width]` f32 bias to every token.
+    AddBias { x: ValueId, bias: WeightId },
+    /// NeoX (rotate-half) rotary embedding on each head, at the batch's positions.
+    Rope { x: ValueId, n_heads: u32, head_dim: u32, freq_base: f32 },
+    /// Causal attention of `q` over the KV cache of `layer` after appending `k` and `v`.
+    Attention { q: ValueId, k: ValueId, v: ValueId, layer: u32, n_head: u32, n_head_kv: u32, head_dim: u32 },
+    /// `act(gate) ⊙ up`.
+    GatedActivation { gate: ValueId, up: ValueId, act: Activation },
+    /// Elementwise sum.
+    Add { a: ValueId, b: ValueId },
+    /// `x · table` for a `[E, V]` table → f32 `[T, V]` logits.
+    OutputHead { x: ValueId, table: WeightId },
+}
+
+impl Op {
+    /// The values this op reads.
+    pub fn inputs(&self) -> Vec<ValueId> {
+        match *self {
+            Op::Embedding { .. } => vec![],
+            Op::RmsNorm { x, .. }
+            | Op::QuantizeActivation { x }
+            | Op::TernaryLinear { x, .. }
+            | Op::AddBias { x, .. }
+            | Op::Rope { x, .. }
+            | Op::OutputHead { x, .. } => vec![x],
+            Op::Attention { q, k, v, .. } => vec![q, k, v],
+            Op::GatedActivation { gate, up, .. } => vec![gate, up],
+            Op::Add { a, b } => vec![a, b],
+        }
+    }
+
+    /// The weights this op reads.
+    pub fn weights(&self) -> Vec<WeightId> {
+        match *self {
+            Op::Embedding { table } | Op::OutputHead { table, .. } => vec![table],
+            Op::RmsNorm { weight, .. } => vec![weight],
+            Op::TernaryLinear { weight, out_scale, .. } => std::iter::once(weight).chain(out_scale).collect(),
+            Op::AddBias { bias, .. } => vec![bias],
+            _ => vec![],
+        }
+    }
+
+    /// Short lower-case name of the op kind.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Op::Embedding { .. } => "embedding",
+            Op::RmsNorm { .. } => "rms_norm",
+            Op::QuantizeActivation { .. } => "quantize",
+            Op::TernaryLinear { .. } => "ternary_linear",
+            Op::AddBias { .. } => "add_bias",
+            Op::Rope { .. } => "rope",
+            Op::Attention { .. } => "attention",
+            Op::GatedActivation { .. } => "gated_activation",
+            Op::Add { .. } => "add",
+            Op::OutputHead { .. } => "output_head",
+        }
+    }
+}
+
+/// A node: an op, the type of the value it produces, and a label for printing.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// What it computes.
+    pub op: Op,
+    /// Type of its result.
+    pub ty: ValueType,
+    /// Human label, e.g. `blk.3.q`.
+    pub label: String,
+}
+
+/// Model-level facts backends need besides the ops.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GraphInfo {
+    /// Architecture name as found in the file.
+    pub arch: String,
+    /// Vocabulary size (logit width).
+    pub n_vocab: u32,
+    /// Longest sequence the model supports.
+    pub n_ctx: u32,
+    /// Number of KV-cache layers.
+    pub n_kv_layers: u32,
+    /// Width of one token's K (and V) in every KV layer.
+    pub kv_width: u32,
+}
+
+/// A complete model graph: weights, nodes in execution order, and the logits value.
+#[derive(Clone, Debug)]
+pub struct Graph {
+    /// Model-level facts.
+    pub info: GraphInfo,
+    /// Constant tensors.
+    pub weights: Vec<Weight>,
+    /// Nodes in execution order; node `i` produces value `ValueId(i)`.
+    pub nodes: Vec<Node>,
+    /// The value holding the logits.
+    pub output: ValueId,
+}
+
+impl Graph {
+    /// The weight with this id.
+    pub fn weight(&self, id: WeightId) -> &Weight {
+        &self.weights[id.0 as usize]
+    }
+
+    /// The node producing this value.
+    pub fn node(&self, id: ValueId) -> &Node {
+        &self.nodes[id.0 as usize]
+    }
+}

@@ -1,0 +1,147 @@
+//! The reference numerics of every op, one plain function each (`bitnet-gguf.md` §2.5, §3.4).
+//!
+//! These are the oracle later kernels are tested against: written for clarity, with every
+//! rounding step where the reference implementation has it.
+
+/// Per-token int8 activations: values, the scale `s` they were multiplied by, and their sum.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuantizedRow {
+    /// `clamp(round_half_even(x·s), −128, 127)`.
+    pub q: Vec<i8>,
+    /// `f32(127 / max(max|x|, 1e-5))`, the division done in f64.
+    pub scale: f32,
+    /// `Σ q`.
+    pub sum: i32,
+}
+
+/// Quantizes one token's activations (reference `quantize_row_i8_s`).
+pub fn quantize_row(x: &[f32]) -> QuantizedRow {
+    let amax = x.iter().fold(0.0f64, |m, &v| m.max(f64::from(v.abs()))).max(1e-5);
+    let scale = (127.0 / amax) as f32;
+    let q: Vec<i8> = x.iter().map(|&v| (v * scale).round_ties_even().clamp(-128.0, 127.0) as i8).collect();
+    let sum = q.iter().map(|&v| i32::from(v)).sum();
+    QuantizedRow { q, scale, sum }
+}
+
+/// `Σ code·q` for unsigned ternary codes (0, 1, 2 meaning −1, 0, +1).
+pub fn code_dot(codes: &[u8], q: &[i8]) -> i32 {
+    codes.iter().zip(q).map(|(&c, &v)| i32::from(c) * i32::from(v)).sum()
+}
+
+/// One output of a ternary linear layer with a single weight scale (I2_S semantics):
+/// `((f32(acc) − f32(qsum)) / s) · scale`.
+pub fn ternary_output(acc: i32, row: &QuantizedRow, weight_scale: f32) -> f32 {
+    ((acc as f32 - row.sum as f32) / row.scale) * weight_scale
+}
+
+/// RMS normalization then elementwise weight, in the reference's order of roundings.
+pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let ss: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
+    let mean = (ss / x.len() as f64) as f32;
+    let r = 1.0f32 / (mean + eps).sqrt();
+    for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
+        *o = (v * r) * w;
+    }
+}
+
+/// NeoX rotary embedding of one head at position `pos`: pairs `(i, i + d/2)`, angle
+/// `θ_i = pos · base^(−2i/d)` built by repeated f32 multiplication as the reference does.
+pub fn rope_neox(head: &mut [f32], pos: usize, base: f32) {
+    let d = head.len();
+    let half = d / 2;
+    let step = base.powf(-2.0 / d as f32);
+    let mut theta = pos as f32;
+    for i in 0..half {
+        let (s, c) = theta.sin_cos();
+        let (a, b) = (head[i], head[i + half]);
+        head[i] = a * c - b * s;
+        head[i + half] = a * s + b * c;
+        theta *= step;
+    }
+}
+
+/// f32 dot product with eight interleaved partial sums combined in a fixed order, so results do
+/// not depend on threads or hardware.
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = a.len() / 8;
+    for c in 0..chunks {
+        for l in 0..8 {
+            acc[l] += a[8 * c + l] * b[8 * c + l];
+        }
+    }
+    let mut tail = 0.0f32;
+    for i in chunks * 8..a.len() {
+        tail += a[i] * b[i];
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// Softmax in place: subtract the maximum, exponentiate, normalize.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f32;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in x.iter_mut() {
+        *v /= sum;
+    }
+}
+
+/// `max(g, 0)² · u`.
+pub fn relu2_gate(g: f32, u: f32) -> f32 {
+    let r = g.max(0.0);
+    r * r * u
+}
+
+/// `g / (1 + e^−g) · u`.
+pub fn silu_gate(g: f32, u: f32) -> f32 {
+    g / (1.0 + (-g).exp()) * u
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantize_rounds_half_to_even_and_handles_zero_rows() {
+        // amax = 127 → s = 1, so values are rounded as they are.
+        let r = quantize_row(&[0.5, 1.5, 2.5, -0.5, -127.0, 127.0]);
+        assert_eq!(r.scale, 1.0);
+        assert_eq!(r.q, vec![0, 2, 2, 0, -127, 127]);
+        assert_eq!(r.sum, 4);
+        let z = quantize_row(&[0.0; 5]);
+        assert_eq!(z.q, vec![0; 5]);
+        assert_eq!(z.scale, (127.0f64 / 1e-5) as f32);
+        assert_eq!(ternary_output(0, &z, 3.0), 0.0);
+    }
+
+    #[test]
+    fn rms_norm_of_constant_row_is_one() {
+        let mut out = [0.0; 4];
+        rms_norm(&[2.0; 4], &[1.0, 2.0, 3.0, 4.0], 1e-5, &mut out);
+        for (o, w) in out.iter().zip([1.0, 2.0, 3.0, 4.0]) {
+            assert!((o - w).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn rope_at_position_zero_is_identity_and_preserves_norm() {
+        let mut h = [1.0, 2.0, 3.0, 4.0];
+        rope_neox(&mut h, 0, 10000.0);
+        assert_eq!(h, [1.0, 2.0, 3.0, 4.0]);
+        rope_neox(&mut h, 7, 10000.0);
+        let n: f32 = h.iter().map(|v| v * v).sum();
+        assert!((n - 30.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn dot_matches_f64_sum() {
+        let a: Vec<f32> = (0..37).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..37).map(|i| (i as f32 * 0.11).cos()).collect();
+        let exact: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+        assert!((f64::from(dot_f32(&a, &b)) - exact).abs() < 1e-5);
+    }
+}

@@ -1,0 +1,66 @@
+//! `bitnetc inspect`: what a model file holds.
+
+use std::path::PathBuf;
+
+use bitnetc_models::gguf::GgufFile;
+use bitnetc_models::{LoadOptions, Model};
+use clap::Args;
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// The model file.
+    pub model: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Print the lowered IR graph.
+    #[arg(long)]
+    pub ir: bool,
+}
+
+pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
+    let file = GgufFile::open(&a.model)?;
+    let model = Model::load(&a.model, &LoadOptions::default())?;
+    let cfg = &model.config;
+    let ternary_params: u64 = model.graph.weights.iter().filter(|w| w.dtype.is_ternary()).map(|w| w.n_elems()).sum();
+    let params: u64 = model.graph.weights.iter().map(|w| w.n_elems()).sum();
+    if a.json {
+        let doc = serde_json::json!({
+            "path": a.model,
+            "version": file.header().version,
+            "file_bytes": file.file_len(),
+            "metadata": file.metadata().entries().iter().map(|(k, v)| (k.clone(), v.to_json())).collect::<serde_json::Map<_, _>>(),
+            "tensors": file.tensors().iter().map(|t| serde_json::json!({"name": t.name, "type": t.dtype.name(), "shape": t.dims, "bytes": t.nbytes, "offset": t.offset})).collect::<Vec<_>>(),
+            "architecture": {
+                "arch": cfg.arch, "n_vocab": cfg.n_vocab, "n_ctx": cfg.n_ctx, "n_embd": cfg.n_embd, "n_layer": cfg.n_layer,
+                "n_ff": cfg.n_ff, "n_head": cfg.n_head, "n_head_kv": cfg.n_head_kv, "head_dim": cfg.head_dim,
+                "rope_base": cfg.rope_base, "eps": cfg.eps, "activation": format!("{:?}", cfg.activation),
+                "parameters": params, "ternary_parameters": ternary_params,
+                "tokenizer": model.tokenizer.pre_split().map_or("sentencepiece".to_string(), |p| format!("bpe/{p:?}")),
+            },
+            "ir": a.ir.then(|| model.graph.to_string()),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    println!("file: {} (GGUF v{}, {} bytes)", a.model.display(), file.header().version, file.file_len());
+    println!("\nmetadata ({} keys):", file.metadata().entries().len());
+    for (k, v) in file.metadata().entries() {
+        println!("  {k:<45} {}", v.summary());
+    }
+    println!("\ntensors ({}):", file.tensors().len());
+    for t in file.tensors() {
+        println!("  {:<32} {:<6} {:<16} {:>12} bytes", t.name, t.dtype.name(), format!("{:?}", t.dims), t.nbytes);
+    }
+    println!("\narchitecture: {} ({:?} FFN)", cfg.arch, cfg.activation);
+    println!("  layers {}  hidden {}  ffn {}  heads {}/{} of {}  vocab {}  context {}  rope base {}  eps {:e}", cfg.n_layer, cfg.n_embd, cfg.n_ff, cfg.n_head, cfg.n_head_kv, cfg.head_dim, cfg.n_vocab, cfg.n_ctx, cfg.rope_base, cfg.eps);
+    println!("  parameters {params} ({ternary_params} ternary)");
+    match model.tokenizer.pre_split() {
+        Some(p) => println!("  tokenizer: byte-level BPE, {p:?} pre-split"),
+        None => println!("  tokenizer: SentencePiece"),
+    }
+    if a.ir {
+        println!("\n{}", model.graph);
+    }
+    Ok(())
+}

@@ -1,0 +1,139 @@
+//! Argument definitions and dispatch of the subcommands.
+
+mod chat;
+mod gen_model;
+mod inspect;
+mod run;
+
+use std::path::PathBuf;
+
+use bitnetc::EngineOptions;
+use bitnetc_ir::Activation;
+use bitnetc_models::tokenizer::PreSplit;
+use bitnetc_models::LoadOptions;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// A compiler and runtime for ternary (BitNet b1.58) language models.
+#[derive(Parser, Debug)]
+#[command(name = "bitnetc", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate text from a prompt.
+    Run(run::RunArgs),
+    /// Talk with a model using its chat format.
+    Chat(chat::ChatArgs),
+    /// Show a model file's metadata, tensors, architecture and IR.
+    Inspect(inspect::InspectArgs),
+    /// Write a GGUF with a real BitNet architecture and seeded random ternary weights.
+    GenModel(gen_model::GenModelArgs),
+    /// Make the tiny model (once, in the cache folder) and generate from it.
+    Demo(DemoArgs),
+}
+
+/// Options shared by every command that loads a model.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// The model file (GGUF).
+    #[arg(short = 'm', long = "model")]
+    pub model: PathBuf,
+    /// Worker threads (default: all cores).
+    #[arg(short = 't', long, default_value_t = 0)]
+    pub threads: usize,
+    /// Backend executing the model.
+    #[arg(long, value_enum, default_value_t = BackendChoice::Reference)]
+    pub backend: BackendChoice,
+    /// Force the FFN activation (for files whose architecture name does not say it reliably).
+    #[arg(long, value_enum)]
+    pub activation: Option<ActivationChoice>,
+    /// Force the BPE pre-tokenizer split instead of the file's `tokenizer.ggml.pre`.
+    #[arg(long, value_enum)]
+    pub pre_tokenizer: Option<PreSplitChoice>,
+}
+
+/// Backends.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendChoice {
+    /// Plain Rust executor with the reference numerics.
+    Reference,
+}
+
+/// FFN activations.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum ActivationChoice {
+    /// relu(g)² (BitNet b1.58 2B4T).
+    Relu2,
+    /// SiLU (1bitLLM).
+    Silu,
+}
+
+/// BPE pre-splits.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum PreSplitChoice {
+    /// llama.cpp's default 4-pass split (what bitnet.cpp uses for the official 2B4T file).
+    Default,
+    /// The Llama-3 regex split (what Hugging Face tokenizers use).
+    LlamaBpe,
+}
+
+impl ModelArgs {
+    /// Engine options from the flags.
+    pub fn engine_options(&self) -> EngineOptions {
+        EngineOptions {
+            threads: self.threads,
+            load: LoadOptions {
+                activation: self.activation.map(|a| match a {
+                    ActivationChoice::Relu2 => Activation::Relu2,
+                    ActivationChoice::Silu => Activation::Silu,
+                }),
+                pre_split: self.pre_tokenizer.map(|p| match p {
+                    PreSplitChoice::Default => PreSplit::Default,
+                    PreSplitChoice::LlamaBpe => PreSplit::Llama3,
+                }),
+            },
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct DemoArgs {
+    /// Where the demo model is kept (default: the user cache folder).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Prompt.
+    #[arg(short = 'p', long, default_value = "The quick brown fox")]
+    prompt: String,
+    /// Tokens to generate.
+    #[arg(short = 'n', long, default_value_t = 32)]
+    n_predict: usize,
+}
+
+/// Runs one parsed command line.
+pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run(a) => run::run(a),
+        Command::Chat(a) => chat::chat(a),
+        Command::Inspect(a) => inspect::inspect(a),
+        Command::GenModel(a) => gen_model::gen_model(a),
+        Command::Demo(a) => demo(a),
+    }
+}
+
+fn demo(a: DemoArgs) -> anyhow::Result<()> {
+    let dir = a
+        .cache_dir
+        .or_else(|| dirs::cache_dir().map(|d| d.join("bitnetc")))
+        .unwrap_or_else(|| PathBuf::from(".cache/bitnetc"));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("demo-tiny-i2_s.gguf");
+    if !path.exists() {
+        eprintln!("bitnetc demo: writing the tiny model to {}", path.display());
+        gen_model::write_model(&gen_model::GenModelArgs::tiny_demo(path.clone()))?;
+    }
+    eprintln!("bitnetc demo: bitnetc run -m {} -p {:?} -n {} --temp 0", path.display(), a.prompt, a.n_predict);
+    run::run(run::RunArgs::demo(path, a.prompt, a.n_predict))
+}

@@ -1,0 +1,178 @@
+//! Loading a model and generating tokens with it.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Context;
+use bitnetc_models::{LoadOptions, Model};
+use bitnetc_runtime::{LogitsFor, ReferenceBackend, Sampler, SamplerConfig, Session};
+use serde::Serialize;
+
+/// How to load a model.
+#[derive(Clone, Debug, Default)]
+pub struct EngineOptions {
+    /// Worker threads (0 = all cores).
+    pub threads: usize,
+    /// Overrides passed to the loader.
+    pub load: LoadOptions,
+}
+
+/// A loaded model with a backend ready to run it.
+pub struct Engine {
+    model: Model,
+    backend: ReferenceBackend,
+    load_seconds: f64,
+}
+
+/// What to generate.
+#[derive(Clone, Debug)]
+pub struct GenerateRequest {
+    /// Token ids fed before generation (BOS included if wanted).
+    pub prompt_ids: Vec<u32>,
+    /// Tokens to generate at most.
+    pub max_tokens: usize,
+    /// Sampling parameters.
+    pub sampler: SamplerConfig,
+    /// Stop at an end-of-generation token.
+    pub stop_at_eog: bool,
+    /// Keep the logits of every evaluated position.
+    pub keep_logits: bool,
+    /// Tokens per forward pass while reading the prompt.
+    pub batch_size: usize,
+}
+
+impl GenerateRequest {
+    /// Greedy decoding of `max_tokens` tokens after `prompt_ids`.
+    pub fn greedy(prompt_ids: Vec<u32>, max_tokens: usize) -> GenerateRequest {
+        GenerateRequest {
+            prompt_ids,
+            max_tokens,
+            sampler: SamplerConfig { temperature: 0.0, ..SamplerConfig::default() },
+            stop_at_eog: true,
+            keep_logits: false,
+            batch_size: 512,
+        }
+    }
+}
+
+/// Wall-clock figures of one generation.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Timings {
+    /// Model load time (file map, checks, lowering), seconds.
+    pub load_s: f64,
+    /// Prompt tokens evaluated.
+    pub prompt_tokens: usize,
+    /// Time to evaluate them, seconds.
+    pub prompt_s: f64,
+    /// Tokens generated.
+    pub gen_tokens: usize,
+    /// Time to generate them (sampling included), seconds.
+    pub gen_s: f64,
+    /// Prompt throughput.
+    pub prompt_tokens_per_s: f64,
+    /// Generation throughput.
+    pub gen_tokens_per_s: f64,
+}
+
+/// What a generation produced.
+#[derive(Clone, Debug, Default)]
+pub struct GenerateResult {
+    /// Generated token ids (the EOG token included when it stopped generation).
+    pub generated_ids: Vec<u32>,
+    /// Logits of every evaluated position, `[positions × n_vocab]`, when asked for.
+    pub logits: Vec<f32>,
+    /// Timings.
+    pub timings: Timings,
+}
+
+impl Engine {
+    /// Loads a model file and prepares the reference backend.
+    pub fn load(path: impl AsRef<Path>, opts: &EngineOptions) -> anyhow::Result<Engine> {
+        let path = path.as_ref();
+        let start = Instant::now();
+        let model = Model::load(path, &opts.load).with_context(|| format!("loading {}", path.display()))?;
+        let threads = if opts.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { opts.threads };
+        let backend = ReferenceBackend::new(model.graph.clone(), threads)?;
+        Ok(Engine { model, backend, load_seconds: start.elapsed().as_secs_f64() })
+    }
+
+    /// The loaded model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Seconds the load took.
+    pub fn load_seconds(&self) -> f64 {
+        self.load_seconds
+    }
+
+    /// Text to ids, with BOS when the model wants it (special tokens in the text are parsed).
+    pub fn tokenize(&self, text: &str, add_special: bool) -> Vec<u32> {
+        self.model.tokenizer.encode(text, add_special, true)
+    }
+
+    /// A new sequence holding up to `n_ctx` positions.
+    pub fn new_session(&self, n_ctx: usize) -> Session {
+        self.backend.new_session(n_ctx)
+    }
+
+    /// Runs `req` on `session`, calling `on_token` with each new id (return false to stop).
+    pub fn generate(&self, session: &mut Session, req: &GenerateRequest, mut on_token: impl FnMut(u32) -> bool) -> anyhow::Result<GenerateResult> {
+        let want = if req.keep_logits { LogitsFor::All } else { LogitsFor::Last };
+        let n_vocab = self.model.config.n_vocab as usize;
+        let mut result = GenerateResult::default();
+        let mut sampler = Sampler::new(req.sampler.clone());
+        req.prompt_ids.iter().for_each(|&t| sampler.accept(t));
+
+        let t0 = Instant::now();
+        let mut last = Vec::new();
+        for chunk in req.prompt_ids.chunks(req.batch_size.max(1)) {
+            let logits = self.backend.forward(session, chunk, want)?;
+            last = logits[logits.len() - n_vocab..].to_vec();
+            if req.keep_logits {
+                result.logits.extend_from_slice(&logits);
+            }
+        }
+        let prompt_s = t0.elapsed().as_secs_f64();
+
+        let t1 = Instant::now();
+        if last.is_empty() && req.max_tokens > 0 {
+            anyhow::bail!("an empty prompt cannot start a generation (give at least one token)");
+        }
+        while result.generated_ids.len() < req.max_tokens {
+            let id = sampler.sample(&last);
+            sampler.accept(id);
+            result.generated_ids.push(id);
+            let go_on = on_token(id);
+            if !go_on || (req.stop_at_eog && self.model.tokenizer.is_eog(id)) || result.generated_ids.len() == req.max_tokens {
+                break;
+            }
+            let logits = self.backend.forward(session, &[id], want)?;
+            if req.keep_logits {
+                result.logits.extend_from_slice(&logits);
+            }
+            last = logits;
+        }
+        let gen_s = t1.elapsed().as_secs_f64();
+        let n_prompt = req.prompt_ids.len();
+        let n_gen = result.generated_ids.len();
+        result.timings = Timings {
+            load_s: self.load_seconds,
+            prompt_tokens: n_prompt,
+            prompt_s,
+            gen_tokens: n_gen,
+            gen_s,
+            prompt_tokens_per_s: rate(n_prompt, prompt_s),
+            gen_tokens_per_s: rate(n_gen, gen_s),
+        };
+        Ok(result)
+    }
+}
+
+fn rate(n: usize, s: f64) -> f64 {
+    if s > 0.0 {
+        n as f64 / s
+    } else {
+        0.0
+    }
+}
