@@ -247,7 +247,8 @@ impl Tokenizer {
                 },
             })
         };
-        let add_bos = spec.add_bos.unwrap_or(is_spm || pre == Some(PreSplit::Llama3));
+        // Defaults (SPM and Llama-3 add BOS) apply only when there is a BOS token.
+        let add_bos = spec.add_bos.unwrap_or((is_spm || pre == Some(PreSplit::Llama3)) && bos.is_some());
         let add_eos = spec.add_eos.unwrap_or(false);
         let add_space_prefix = spec.add_space_prefix.unwrap_or(is_spm);
         if add_bos && bos.is_none() {
