@@ -47,7 +47,10 @@ impl GenerateRequest {
         GenerateRequest {
             prompt_ids,
             max_tokens,
-            sampler: SamplerConfig { temperature: 0.0, ..SamplerConfig::default() },
+            sampler: SamplerConfig {
+                temperature: 0.0,
+                ..SamplerConfig::default()
+            },
             stop_at_eog: true,
             keep_logits: false,
             batch_size: 512,
@@ -90,10 +93,19 @@ impl Engine {
     pub fn load(path: impl AsRef<Path>, opts: &EngineOptions) -> anyhow::Result<Engine> {
         let path = path.as_ref();
         let start = Instant::now();
-        let model = Model::load(path, &opts.load).with_context(|| format!("loading {}", path.display()))?;
-        let threads = if opts.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { opts.threads };
+        let model =
+            Model::load(path, &opts.load).with_context(|| format!("loading {}", path.display()))?;
+        let threads = if opts.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            opts.threads
+        };
         let backend = ReferenceBackend::new(model.graph.clone(), threads)?;
-        Ok(Engine { model, backend, load_seconds: start.elapsed().as_secs_f64() })
+        Ok(Engine {
+            model,
+            backend,
+            load_seconds: start.elapsed().as_secs_f64(),
+        })
     }
 
     /// The loaded model.
@@ -117,8 +129,17 @@ impl Engine {
     }
 
     /// Runs `req` on `session`, calling `on_token` with each new id (return false to stop).
-    pub fn generate(&self, session: &mut Session, req: &GenerateRequest, mut on_token: impl FnMut(u32) -> bool) -> anyhow::Result<GenerateResult> {
-        let want = if req.keep_logits { LogitsFor::All } else { LogitsFor::Last };
+    pub fn generate(
+        &self,
+        session: &mut Session,
+        req: &GenerateRequest,
+        mut on_token: impl FnMut(u32) -> bool,
+    ) -> anyhow::Result<GenerateResult> {
+        let want = if req.keep_logits {
+            LogitsFor::All
+        } else {
+            LogitsFor::Last
+        };
         let n_vocab = self.model.config.n_vocab as usize;
         let mut result = GenerateResult::default();
         let mut sampler = Sampler::new(req.sampler.clone());
@@ -144,7 +165,10 @@ impl Engine {
             sampler.accept(id);
             result.generated_ids.push(id);
             let go_on = on_token(id);
-            if !go_on || (req.stop_at_eog && self.model.tokenizer.is_eog(id)) || result.generated_ids.len() == req.max_tokens {
+            if !go_on
+                || (req.stop_at_eog && self.model.tokenizer.is_eog(id))
+                || result.generated_ids.len() == req.max_tokens
+            {
                 break;
             }
             let logits = self.backend.forward(session, &[id], want)?;

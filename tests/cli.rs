@@ -5,12 +5,19 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 fn bitnetc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bitnetc")).args(args).output().expect("bitnetc runs")
+    Command::new(env!("CARGO_BIN_EXE_bitnetc"))
+        .args(args)
+        .output()
+        .expect("bitnetc runs")
 }
 
 fn ok(args: &[&str]) -> Output {
     let out = bitnetc(args);
-    assert!(out.status.success(), "bitnetc {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "bitnetc {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -26,20 +33,51 @@ fn tiny(arch: &str, ty: &str) -> PathBuf {
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let path = dir().join(format!("tiny-{arch}-{ty}.gguf"));
     if !path.exists() {
-        ok(&["gen-model", "--arch", arch, "--preset", "tiny", "--type", ty, "--seed", "7", "-o", path.to_str().unwrap()]);
+        ok(&[
+            "gen-model",
+            "--arch",
+            arch,
+            "--preset",
+            "tiny",
+            "--type",
+            ty,
+            "--seed",
+            "7",
+            "-o",
+            path.to_str().unwrap(),
+        ]);
     }
     path
 }
 
 fn run_json(model: &Path, threads: &str, extra: &[&str]) -> serde_json::Value {
-    let mut args = vec!["run", "-m", model.to_str().unwrap(), "--prompt-ids", "1,5,9,200,33", "-n", "32", "--temp", "0", "--ignore-eos", "--json", "-t", threads];
+    let mut args = vec![
+        "run",
+        "-m",
+        model.to_str().unwrap(),
+        "--prompt-ids",
+        "1,5,9,200,33",
+        "-n",
+        "32",
+        "--temp",
+        "0",
+        "--ignore-eos",
+        "--json",
+        "-t",
+        threads,
+    ];
     args.extend_from_slice(extra);
     let out = ok(&args);
     serde_json::from_slice(&out.stdout).expect("one JSON object on stdout")
 }
 
 fn ids(v: &serde_json::Value) -> Vec<u64> {
-    v["generated_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()
+    v["generated_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect()
 }
 
 #[test]
@@ -76,11 +114,40 @@ fn the_three_ternary_formats_of_one_seed_give_identical_logits() {
 fn text_prompts_stream_text_and_sampling_is_seeded() {
     let m = tiny("bitnet-b1.58", "i2_s");
     let p = m.to_str().unwrap();
-    let a = ok(&["run", "-m", p, "-p", "Hello world", "-n", "12", "--seed", "3", "--temp", "0.9"]);
-    let b = ok(&["run", "-m", p, "-p", "Hello world", "-n", "12", "--seed", "3", "--temp", "0.9", "-t", "1"]);
+    let a = ok(&[
+        "run",
+        "-m",
+        p,
+        "-p",
+        "Hello world",
+        "-n",
+        "12",
+        "--seed",
+        "3",
+        "--temp",
+        "0.9",
+    ]);
+    let b = ok(&[
+        "run",
+        "-m",
+        p,
+        "-p",
+        "Hello world",
+        "-n",
+        "12",
+        "--seed",
+        "3",
+        "--temp",
+        "0.9",
+        "-t",
+        "1",
+    ]);
     assert_eq!(a.stdout, b.stdout);
     let stderr = String::from_utf8_lossy(&a.stderr);
-    assert!(stderr.contains("tokens/s") && stderr.contains("load"), "{stderr}");
+    assert!(
+        stderr.contains("tokens/s") && stderr.contains("load"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -88,7 +155,14 @@ fn inspect_prints_tensors_and_ir() {
     let m = tiny("bitnet-b1.58", "tq2_0");
     let out = ok(&["inspect", m.to_str().unwrap(), "--ir"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    for needle in ["blk.1.ffn_down.weight", "tq2_0", "ternary_linear", "attention", "Relu2", "output_head"] {
+    for needle in [
+        "blk.1.ffn_down.weight",
+        "tq2_0",
+        "ternary_linear",
+        "attention",
+        "Relu2",
+        "output_head",
+    ] {
         assert!(text.contains(needle), "missing {needle}");
     }
     let out = ok(&["inspect", m.to_str().unwrap(), "--json"]);
@@ -105,35 +179,61 @@ fn assert_clean_failure(args: &[&str], needle: &str) {
     assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
     let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
-    assert!(lines[0].contains(needle), "{args:?}: expected '{needle}' in {stderr}");
+    assert!(
+        lines[0].contains(needle),
+        "{args:?}: expected '{needle}' in {stderr}"
+    );
 }
 
 #[test]
 fn truncated_and_corrupt_files_fail_with_one_line() {
     let m = tiny("bitnet-b1.58", "i2_s");
     let bytes = std::fs::read(&m).unwrap();
-    let header_end = bitnetc_models::gguf::parse_header(&bytes).unwrap().data_start as usize;
+    let header_end = bitnetc_models::gguf::parse_header(&bytes)
+        .unwrap()
+        .data_start as usize;
     let bad = dir().join("bad.gguf");
     let bad_s = bad.to_str().unwrap();
-    let mut cuts: Vec<usize> = vec![0, 3, 4, 8, 20, 24, 100, header_end - 1, header_end, header_end + 1000, bytes.len() - 1];
+    let mut cuts: Vec<usize> = vec![
+        0,
+        3,
+        4,
+        8,
+        20,
+        24,
+        100,
+        header_end - 1,
+        header_end,
+        header_end + 1000,
+        bytes.len() - 1,
+    ];
     cuts.extend((0..header_end).step_by(header_end / 7 + 1));
     for cut in cuts {
         std::fs::write(&bad, &bytes[..cut]).unwrap();
         let needle = if cut < 4 { "magic" } else { "" };
-        assert_clean_failure(&["run", "-m", bad_s, "--prompt-ids", "1", "-n", "1"], needle);
+        assert_clean_failure(
+            &["run", "-m", bad_s, "--prompt-ids", "1", "-n", "1"],
+            needle,
+        );
     }
     let mut wrong = bytes.clone();
     wrong[..4].copy_from_slice(b"GGML");
     std::fs::write(&bad, &wrong).unwrap();
     assert_clean_failure(&["inspect", bad_s], "not a GGUF file");
-    assert_clean_failure(&["run", "-m", "/nonexistent/model.gguf", "-p", "x"], "cannot read");
+    assert_clean_failure(
+        &["run", "-m", "/nonexistent/model.gguf", "-p", "x"],
+        "cannot read",
+    );
 }
 
 /// Finds the tensor-info record of `name` and returns the offset of its n_dims field.
 fn tensor_record(bytes: &[u8], name: &str) -> usize {
     let mut key = (name.len() as u64).to_le_bytes().to_vec();
     key.extend_from_slice(name.as_bytes());
-    let pos = bytes.windows(key.len()).rposition(|w| w == key.as_slice()).expect("tensor record");
+    let pos = bytes
+        .windows(key.len())
+        .rposition(|w| w == key.as_slice())
+        .expect("tensor record");
     pos + key.len()
 }
 
@@ -170,7 +270,11 @@ fn model_level_problems_are_named() {
 
     // A corrupt I2_S scale.
     let h = bitnetc_models::gguf::parse_header(&bytes).unwrap();
-    let t = h.tensors.iter().find(|t| t.name == "blk.0.ffn_down.weight").unwrap();
+    let t = h
+        .tensors
+        .iter()
+        .find(|t| t.name == "blk.0.ffn_down.weight")
+        .unwrap();
     let scale_at = (h.data_start + t.offset + t.n_elems() / 4) as usize;
     let mut b = bytes.clone();
     b[scale_at..scale_at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
@@ -190,7 +294,40 @@ fn model_level_problems_are_named() {
 fn bad_arguments_fail_cleanly() {
     let m = tiny("bitnet-b1.58", "i2_s");
     let p = m.to_str().unwrap();
-    assert_clean_failure(&["run", "-m", p, "--prompt-ids", "99999", "-n", "1"], "outside the vocabulary");
-    assert_clean_failure(&["run", "-m", p, "--prompt-ids", "1,2", "-n", "10", "-c", "4"], "context full");
-    assert_clean_failure(&["gen-model", "--preset", "huge", "-o", "/tmp/x.gguf"], "unknown preset");
+    assert_clean_failure(
+        &["run", "-m", p, "--prompt-ids", "99999", "-n", "1"],
+        "outside the vocabulary",
+    );
+    assert_clean_failure(
+        &["run", "-m", p, "--prompt-ids", "1,2", "-n", "10", "-c", "4"],
+        "context full",
+    );
+    assert_clean_failure(
+        &["gen-model", "--preset", "huge", "-o", "/tmp/x.gguf"],
+        "unknown preset",
+    );
+}
+
+#[test]
+fn chat_answers_each_turn_and_ends_on_an_empty_line() {
+    use std::io::Write;
+    let m = tiny("bitnet-b1.58", "i2_s");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bitnetc"))
+        .args(["chat", "-m", m.to_str().unwrap(), "-n", "8", "--temp", "0"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"hello there\nand again\n\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("tokens/s]").count(), 2, "{stderr}");
+    assert!(stderr.contains("BitNet"), "{stderr}");
 }

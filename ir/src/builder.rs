@@ -13,7 +13,11 @@ pub struct GraphBuilder {
 impl GraphBuilder {
     /// Starts an empty graph.
     pub fn new(info: GraphInfo) -> GraphBuilder {
-        GraphBuilder { info, weights: Vec::new(), nodes: Vec::new() }
+        GraphBuilder {
+            info,
+            weights: Vec::new(),
+            nodes: Vec::new(),
+        }
     }
 
     /// Registers a weight and returns its id.
@@ -32,7 +36,12 @@ impl GraphBuilder {
 
     /// Finishes the graph with `output` as the logits and validates it as a whole.
     pub fn finish(self, output: ValueId) -> Result<Graph, IrError> {
-        let graph = Graph { info: self.info, weights: self.weights, nodes: self.nodes, output };
+        let graph = Graph {
+            info: self.info,
+            weights: self.weights,
+            nodes: self.nodes,
+            output,
+        };
         validate(&graph)?;
         Ok(graph)
     }

@@ -52,7 +52,10 @@ impl WeightBytes {
     /// Owned bytes (tests, generated tensors).
     pub fn owned(bytes: Vec<u8>) -> WeightBytes {
         let len = bytes.len();
-        WeightBytes { storage: Arc::new(bytes), range: 0..len }
+        WeightBytes {
+            storage: Arc::new(bytes),
+            range: 0..len,
+        }
     }
 
     /// The bytes.
@@ -102,20 +105,45 @@ pub enum Op {
     /// Rows of `table` (`[E, V]`) selected by the batch's token ids → f32 `[T, E]`.
     Embedding { table: WeightId },
     /// `x / sqrt(mean(x²) + eps) ⊙ weight` per token.
-    RmsNorm { x: ValueId, weight: WeightId, eps: f32 },
+    RmsNorm {
+        x: ValueId,
+        weight: WeightId,
+        eps: f32,
+    },
     /// Per-token int8 absmax quantization of an f32 value.
     QuantizeActivation { x: ValueId },
     /// Ternary weight `[K, M]` times a quantized activation `[T, K]` → f32 `[T, M]`,
     /// optionally multiplied by a one-element f32 `out_scale` weight.
-    TernaryLinear { x: ValueId, weight: WeightId, out_scale: Option<WeightId> },
+    TernaryLinear {
+        x: ValueId,
+        weight: WeightId,
+        out_scale: Option<WeightId>,
+    },
     /// Adds a `[width]` f32 bias to every token.
     AddBias { x: ValueId, bias: WeightId },
     /// NeoX (rotate-half) rotary embedding on each head, at the batch's positions.
-    Rope { x: ValueId, n_heads: u32, head_dim: u32, freq_base: f32 },
+    Rope {
+        x: ValueId,
+        n_heads: u32,
+        head_dim: u32,
+        freq_base: f32,
+    },
     /// Causal attention of `q` over the KV cache of `layer` after appending `k` and `v`.
-    Attention { q: ValueId, k: ValueId, v: ValueId, layer: u32, n_head: u32, n_head_kv: u32, head_dim: u32 },
+    Attention {
+        q: ValueId,
+        k: ValueId,
+        v: ValueId,
+        layer: u32,
+        n_head: u32,
+        n_head_kv: u32,
+        head_dim: u32,
+    },
     /// `act(gate) ⊙ up`.
-    GatedActivation { gate: ValueId, up: ValueId, act: Activation },
+    GatedActivation {
+        gate: ValueId,
+        up: ValueId,
+        act: Activation,
+    },
     /// Elementwise sum.
     Add { a: ValueId, b: ValueId },
     /// `x · table` for a `[E, V]` table → f32 `[T, V]` logits.
@@ -144,7 +172,9 @@ impl Op {
         match *self {
             Op::Embedding { table } | Op::OutputHead { table, .. } => vec![table],
             Op::RmsNorm { weight, .. } => vec![weight],
-            Op::TernaryLinear { weight, out_scale, .. } => std::iter::once(weight).chain(out_scale).collect(),
+            Op::TernaryLinear {
+                weight, out_scale, ..
+            } => std::iter::once(weight).chain(out_scale).collect(),
             Op::AddBias { bias, .. } => vec![bias],
             _ => vec![],
         }

@@ -13,5 +13,8 @@ pub mod verify;
 
 pub use builder::GraphBuilder;
 pub use dtype::DType;
-pub use graph::{Activation, ElemKind, Graph, GraphInfo, Node, Op, Storage, ValueId, ValueType, Weight, WeightBytes, WeightId};
+pub use graph::{
+    Activation, ElemKind, Graph, GraphInfo, Node, Op, Storage, ValueId, ValueType, Weight,
+    WeightBytes, WeightId,
+};
 pub use verify::{validate, IrError};

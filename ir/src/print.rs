@@ -25,15 +25,35 @@ impl fmt::Display for Graph {
                 Op::Embedding { table } => format!("tokens, {}", w(*table)),
                 Op::RmsNorm { x, weight, eps } => format!("%{}, {}, eps={eps:e}", x.0, w(*weight)),
                 Op::QuantizeActivation { x } => format!("%{}", x.0),
-                Op::TernaryLinear { x, weight, out_scale } => match out_scale {
+                Op::TernaryLinear {
+                    x,
+                    weight,
+                    out_scale,
+                } => match out_scale {
                     Some(s) => format!("%{}, {}, scale={}", x.0, w(*weight), w(*s)),
                     None => format!("%{}, {}", x.0, w(*weight)),
                 },
                 Op::AddBias { x, bias } => format!("%{}, {}", x.0, w(*bias)),
-                Op::Rope { x, n_heads, head_dim, freq_base } => {
-                    format!("%{}, heads={n_heads}, head_dim={head_dim}, base={freq_base}", x.0)
+                Op::Rope {
+                    x,
+                    n_heads,
+                    head_dim,
+                    freq_base,
+                } => {
+                    format!(
+                        "%{}, heads={n_heads}, head_dim={head_dim}, base={freq_base}",
+                        x.0
+                    )
                 }
-                Op::Attention { q, k, v, layer, n_head, n_head_kv, head_dim } => format!(
+                Op::Attention {
+                    q,
+                    k,
+                    v,
+                    layer,
+                    n_head,
+                    n_head_kv,
+                    head_dim,
+                } => format!(
                     "%{}, %{}, %{}, layer={layer}, heads={n_head}/{n_head_kv}, head_dim={head_dim}",
                     q.0, k.0, v.0
                 ),
@@ -41,7 +61,13 @@ impl fmt::Display for Graph {
                 Op::Add { a, b } => format!("%{}, %{}", a.0, b.0),
                 Op::OutputHead { x, table } => format!("%{}, {}", x.0, w(*table)),
             };
-            writeln!(f, "  %{id}: {kind}[T,{}] = {} {args}    ; {}", node.ty.width, node.op.kind_name(), node.label)?;
+            writeln!(
+                f,
+                "  %{id}: {kind}[T,{}] = {} {args}    ; {}",
+                node.ty.width,
+                node.op.kind_name(),
+                node.label
+            )?;
         }
         writeln!(f, "  return %{}", self.output.0)
     }

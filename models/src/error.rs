@@ -9,7 +9,9 @@ pub enum ModelError {
     #[error(transparent)]
     Gguf(#[from] GgufError),
     /// The architecture string is not one bitnetc runs.
-    #[error("unsupported architecture '{0}' (bitnetc runs 'bitnet-b1.58', 'bitnet-25' and 'bitnet')")]
+    #[error(
+        "unsupported architecture '{0}' (bitnetc runs 'bitnet-b1.58', 'bitnet-25' and 'bitnet')"
+    )]
     UnknownArch(String),
     /// A tensor the architecture needs is absent.
     #[error("missing tensor '{0}'")]

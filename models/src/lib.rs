@@ -1,14 +1,15 @@
 //! Everything about model files: the GGUF container, tensor formats, BitNet architectures
 //! (lowered to the IR) and tokenizers.
-pub mod gguf;
-pub mod quant;
-pub mod tokenizer;
 pub mod config;
 pub mod error;
+pub mod gguf;
 pub mod lower;
+pub mod model;
 mod payload;
-// WIP(lead): pub mod model;
+pub mod quant;
+pub mod synth;
+pub mod tokenizer;
 
 pub use config::{ArchFamily, ModelConfig};
 pub use error::ModelError;
-// WIP(lead): pub mod synth;
+pub use model::{LoadOptions, Model};

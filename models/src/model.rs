@@ -38,34 +38,60 @@ impl Model {
     /// Opens and fully validates a model file.
     pub fn load(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model, ModelError> {
         let file = GgufFile::open(path)?;
-        let embd = file.tensor("token_embd.weight").ok_or_else(|| ModelError::MissingTensor("token_embd.weight".into()))?;
+        let embd = file
+            .tensor("token_embd.weight")
+            .ok_or_else(|| ModelError::MissingTensor("token_embd.weight".into()))?;
         if embd.dims.len() != 2 {
-            return Err(ModelError::BadTensor { name: embd.name.clone(), problem: format!("must be 2-D, has dims {:?}", embd.dims) });
+            return Err(ModelError::BadTensor {
+                name: embd.name.clone(),
+                problem: format!("must be 2-D, has dims {:?}", embd.dims),
+            });
         }
-        let n_vocab = u32::try_from(embd.dims[1]).map_err(|_| ModelError::BadConfig("vocabulary too large".into()))?;
+        let n_vocab = u32::try_from(embd.dims[1])
+            .map_err(|_| ModelError::BadConfig("vocabulary too large".into()))?;
         let config = ModelConfig::from_metadata(file.metadata(), n_vocab, opts.activation)?;
         let mut warnings = Vec::new();
         let spec = tokenizer_spec(file.metadata(), n_vocab, &mut warnings)?;
-        let tokenizer = Tokenizer::from_spec(&spec, opts.pre_split).map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        let tokenizer = Tokenizer::from_spec(&spec, opts.pre_split)
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
         let graph = Arc::new(lower(&file, &config)?);
-        Ok(Model { file, config, graph, tokenizer, warnings })
+        Ok(Model {
+            file,
+            config,
+            graph,
+            tokenizer,
+            warnings,
+        })
     }
 }
 
 /// Reads the `tokenizer.ggml.*` keys (reference §4.1) and checks them against the vocabulary size.
-pub fn tokenizer_spec(md: &Metadata, n_vocab: u32, warnings: &mut Vec<String>) -> Result<TokenizerSpec, ModelError> {
+pub fn tokenizer_spec(
+    md: &Metadata,
+    n_vocab: u32,
+    warnings: &mut Vec<String>,
+) -> Result<TokenizerSpec, ModelError> {
     let tokens = md
         .opt_str_array("tokenizer.ggml.tokens")?
         .ok_or_else(|| crate::gguf::GgufError::MissingKey("tokenizer.ggml.tokens".into()))?;
     if tokens.len() != n_vocab as usize {
-        return Err(ModelError::Tokenizer(format!("{} tokens in tokenizer.ggml.tokens but token_embd has {n_vocab} rows", tokens.len())));
+        return Err(ModelError::Tokenizer(format!(
+            "{} tokens in tokenizer.ggml.tokens but token_embd has {n_vocab} rows",
+            tokens.len()
+        )));
     }
     let token_types = md.opt_i32_array("tokenizer.ggml.token_type")?;
     let scores = md.opt_f32_array("tokenizer.ggml.scores")?;
-    for (key, len) in [("token_type", token_types.as_ref().map(Vec::len)), ("scores", scores.as_ref().map(Vec::len))] {
+    for (key, len) in [
+        ("token_type", token_types.as_ref().map(Vec::len)),
+        ("scores", scores.as_ref().map(Vec::len)),
+    ] {
         if let Some(len) = len {
             if len != tokens.len() {
-                return Err(ModelError::Tokenizer(format!("tokenizer.ggml.{key} has {len} entries for {} tokens", tokens.len())));
+                return Err(ModelError::Tokenizer(format!(
+                    "tokenizer.ggml.{key} has {len} entries for {} tokens",
+                    tokens.len()
+                )));
             }
         }
     }
@@ -73,7 +99,9 @@ pub fn tokenizer_spec(md: &Metadata, n_vocab: u32, warnings: &mut Vec<String>) -
         let full = format!("tokenizer.ggml.{key}");
         Ok(match md.opt_u32(&full)? {
             Some(i) if i >= n_vocab => {
-                warnings.push(format!("{full} = {i} is outside the vocabulary of {n_vocab}; ignored"));
+                warnings.push(format!(
+                    "{full} = {i} is outside the vocabulary of {n_vocab}; ignored"
+                ));
                 None
             }
             other => other,
@@ -85,7 +113,9 @@ pub fn tokenizer_spec(md: &Metadata, n_vocab: u32, warnings: &mut Vec<String>) -
         tokens,
         token_types,
         scores,
-        merges: md.opt_str_array("tokenizer.ggml.merges")?.unwrap_or_default(),
+        merges: md
+            .opt_str_array("tokenizer.ggml.merges")?
+            .unwrap_or_default(),
         bos_id: id("bos_token_id")?,
         eos_id: id("eos_token_id")?,
         unk_id: id("unknown_token_id")?,

@@ -11,10 +11,18 @@ fn sample_file() -> Vec<u8> {
     w.set("some.u32", Value::U32(7));
     w.set("some.list", Value::str_array(&["a", "bb", "ccc"]));
     w.set("some.flag", Value::Bool(true));
-    w.add_tensor("norm.weight", &[256], DType::F32, vec![0u8; 1024]).unwrap();
+    w.add_tensor("norm.weight", &[256], DType::F32, vec![0u8; 1024])
+        .unwrap();
     let codes = vec![1u8; 256 * 2];
-    w.add_tensor("lin.weight", &[256, 2], DType::I2S, i2s::encode(&codes, 0.5)).unwrap();
-    w.add_tensor("emb.weight", &[32, 3], DType::F16, vec![0u8; 192]).unwrap();
+    w.add_tensor(
+        "lin.weight",
+        &[256, 2],
+        DType::I2S,
+        i2s::encode(&codes, 0.5),
+    )
+    .unwrap();
+    w.add_tensor("emb.weight", &[32, 3], DType::F16, vec![0u8; 192])
+        .unwrap();
     w.to_bytes()
 }
 
@@ -24,7 +32,10 @@ fn round_trip_of_a_written_file() {
     let h = parse_header(&bytes).unwrap();
     assert_eq!(h.version, 3);
     assert_eq!(h.metadata.u32("some.u32").unwrap(), 7);
-    assert_eq!(h.metadata.opt_str_array("some.list").unwrap().unwrap(), vec!["a", "bb", "ccc"]);
+    assert_eq!(
+        h.metadata.opt_str_array("some.list").unwrap().unwrap(),
+        vec!["a", "bb", "ccc"]
+    );
     assert_eq!(h.metadata.opt_bool("some.flag").unwrap(), Some(true));
     let names: Vec<&str> = h.tensors.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["norm.weight", "lin.weight", "emb.weight"]);
@@ -45,7 +56,10 @@ fn every_header_prefix_and_sampled_longer_prefixes_fail_cleanly() {
         let r = parse_header(&bytes[..len]);
         let e = r.expect_err(&format!("prefix of {len} bytes must be refused"));
         let msg = e.to_string();
-        assert!(!msg.is_empty() && !msg.contains('\n'), "prefix {len}: {msg}");
+        assert!(
+            !msg.is_empty() && !msg.contains('\n'),
+            "prefix {len}: {msg}"
+        );
     }
 }
 
@@ -54,7 +68,12 @@ fn wrong_magic_and_versions() {
     let mut b = sample_file();
     b[0] = b'X';
     assert!(matches!(parse_header(&b), Err(GgufError::BadMagic { .. })));
-    for (v, needle) in [(0u32, "version 0"), (1, "obsolete"), (4, "versions 2 and 3"), (0x0300_0000, "big-endian")] {
+    for (v, needle) in [
+        (0u32, "version 0"),
+        (1, "obsolete"),
+        (4, "versions 2 and 3"),
+        (0x0300_0000, "big-endian"),
+    ] {
         let mut b = sample_file();
         b[4..8].copy_from_slice(&v.to_le_bytes());
         let msg = parse_header(&b).unwrap_err().to_string();
@@ -105,11 +124,20 @@ fn hostile_tensor_records() {
         (with_tensor(2, &[256, 4], 2, 0, 4096), "Q4_0"),
         (with_tensor(2, &[256, 4], 99, 0, 4096), "unknown type"),
         (with_tensor(2, &[256, 4], 38, 0, 4096), "TL1"),
-        (with_tensor(2, &[64, 4], 36, 0, 4096), "not a multiple of 128"),
-        (with_tensor(2, &[100, 4], 35, 0, 4096), "not a multiple of 256"),
+        (
+            with_tensor(2, &[64, 4], 36, 0, 4096),
+            "not a multiple of 128",
+        ),
+        (
+            with_tensor(2, &[100, 4], 35, 0, 4096),
+            "not a multiple of 256",
+        ),
         (with_tensor(5, &[1, 1, 1, 1, 1], 0, 0, 64), "dimensions"),
         (with_tensor(2, &[256, 0], 0, 0, 64), "zero dimension"),
-        (with_tensor(2, &[u64::MAX / 2, 4], 0, 0, 64), "absurd dimensions"),
+        (
+            with_tensor(2, &[u64::MAX / 2, 4], 0, 0, 64),
+            "absurd dimensions",
+        ),
         (with_tensor(2, &[256, 4], 0, 16, 8192), "alignment"),
         (with_tensor(2, &[256, 4], 0, u64::MAX - 31, 64), "overflows"),
         (with_tensor(2, &[256, 4], 0, 0, 100), "truncated"),
@@ -138,12 +166,18 @@ fn duplicate_keys_bad_bools_and_nested_arrays_are_refused() {
         b.extend_from_slice(&7u32.to_le_bytes());
         b.push(1);
     }
-    assert!(parse_header(&b).unwrap_err().to_string().contains("duplicate metadata key"));
+    assert!(parse_header(&b)
+        .unwrap_err()
+        .to_string()
+        .contains("duplicate metadata key"));
     let last = b.len() - 1;
     b[last] = 2;
     let k2 = b.len() - 6;
     b[k2] = b'j';
-    assert!(parse_header(&b).unwrap_err().to_string().contains("bool byte 2"));
+    assert!(parse_header(&b)
+        .unwrap_err()
+        .to_string()
+        .contains("bool byte 2"));
     // An array of arrays.
     let mut n = Vec::new();
     n.extend_from_slice(b"GGUF");
@@ -155,5 +189,8 @@ fn duplicate_keys_bad_bools_and_nested_arrays_are_refused() {
     n.extend_from_slice(&9u32.to_le_bytes());
     n.extend_from_slice(&9u32.to_le_bytes());
     n.extend_from_slice(&1u64.to_le_bytes());
-    assert!(parse_header(&n).unwrap_err().to_string().contains("nested arrays"));
+    assert!(parse_header(&n)
+        .unwrap_err()
+        .to_string()
+        .contains("nested arrays"));
 }

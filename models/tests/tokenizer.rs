@@ -2,7 +2,8 @@
 
 use bitnetc_models::tokenizer::builtin::{byte_level_bpe_spec, sentencepiece_spec};
 use bitnetc_models::tokenizer::{
-    token_type, ChatFormat, ChatMessage, PreSplit, StreamDecoder, Tokenizer, TokenizerError, TokenizerSpec,
+    token_type, ChatFormat, ChatMessage, PreSplit, StreamDecoder, Tokenizer, TokenizerError,
+    TokenizerSpec,
 };
 
 /// Decodes the escapes of `tests/data/tokenizer_strings.txt`: `\n \t \r \\ \u{HEX}`.
@@ -15,15 +16,29 @@ fn unescape(line: &str) -> String {
             continue;
         }
         match it.peek().copied() {
-            Some('n') => { it.next(); out.push('\n') }
-            Some('t') => { it.next(); out.push('\t') }
-            Some('r') => { it.next(); out.push('\r') }
-            Some('\\') => { it.next(); out.push('\\') }
+            Some('n') => {
+                it.next();
+                out.push('\n')
+            }
+            Some('t') => {
+                it.next();
+                out.push('\t')
+            }
+            Some('r') => {
+                it.next();
+                out.push('\r')
+            }
+            Some('\\') => {
+                it.next();
+                out.push('\\')
+            }
             Some('u') => {
                 let rest: String = it.clone().collect();
                 let parsed = rest.strip_prefix("u{").and_then(|r| {
                     let end = r.find('}')?;
-                    let cp = u32::from_str_radix(&r[..end], 16).ok().and_then(char::from_u32)?;
+                    let cp = u32::from_str_radix(&r[..end], 16)
+                        .ok()
+                        .and_then(char::from_u32)?;
                     Some((cp, end + 3))
                 });
                 match parsed {
@@ -43,9 +58,17 @@ fn unescape(line: &str) -> String {
 }
 
 fn strings() -> Vec<String> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tokenizer_strings.txt");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/tokenizer_strings.txt"
+    );
     let text = std::fs::read_to_string(path).expect("read tokenizer_strings.txt");
-    let v: Vec<String> = text.strip_suffix('\n').unwrap_or(&text).split('\n').map(unescape).collect();
+    let v: Vec<String> = text
+        .strip_suffix('\n')
+        .unwrap_or(&text)
+        .split('\n')
+        .map(unescape)
+        .collect();
     assert!(v.len() >= 200, "only {} strings", v.len());
     v
 }
@@ -74,7 +97,10 @@ fn strip_controls(tok: &Tokenizer, s: &str) -> String {
 
 #[test]
 fn tokenizer_unescape_rules() {
-    assert_eq!(unescape(r"a\nb\tc\r\\d\u{1F600}e\u{20}"), "a\nb\tc\r\\d😀e ");
+    assert_eq!(
+        unescape(r"a\nb\tc\r\\d\u{1F600}e\u{20}"),
+        "a\nb\tc\r\\d😀e "
+    );
 }
 
 #[test]
@@ -90,7 +116,11 @@ fn tokenizer_roundtrip_bpe_both_splits() {
             assert_eq!(with_bos[0], tok.bos_id().unwrap());
             assert_eq!(&with_bos[1..], &ids[..]);
             let special = tok.encode(s, false, true);
-            assert_eq!(tok.decode(&special), strip_controls(&tok, s), "{pre:?} parse_special {s:?}");
+            assert_eq!(
+                tok.decode(&special),
+                strip_controls(&tok, s),
+                "{pre:?} parse_special {s:?}"
+            );
         }
     }
 }
@@ -109,7 +139,11 @@ fn tokenizer_roundtrip_spm() {
 
 #[test]
 fn tokenizer_streaming_matches_decode() {
-    for tok in [bpe(Some(PreSplit::Default)), bpe(Some(PreSplit::Llama3)), spm()] {
+    for tok in [
+        bpe(Some(PreSplit::Default)),
+        bpe(Some(PreSplit::Llama3)),
+        spm(),
+    ] {
         for s in &strings() {
             let ids = tok.encode(s, true, true);
             let mut d = StreamDecoder::new();
@@ -141,7 +175,10 @@ fn tokenizer_streaming_emoji_split_across_byte_tokens() {
     let ids = tok.encode("🦀 ok", true, false); // not in the corpus: byte fallback
     let pieces: Vec<String> = ids.iter().map(|&id| d.push(&tok, id)).collect();
     assert_eq!(pieces.concat() + &d.flush(), "🦀 ok");
-    assert!(pieces.iter().filter(|p| p.is_empty()).count() >= 3, "{pieces:?}");
+    assert!(
+        pieces.iter().filter(|p| p.is_empty()).count() >= 3,
+        "{pieces:?}"
+    );
     let emoji_ids: Vec<u32> = "🦀".bytes().map(|b| 3 + b as u32).collect();
     assert!(ids.windows(4).any(|w| w == emoji_ids), "{ids:?}");
     // a dangling partial sequence flushes as U+FFFD
@@ -191,12 +228,17 @@ fn hand_spec(extra: &[&str], merges: &[&str], pre: Option<&str>) -> TokenizerSpe
 }
 
 fn gpt2_char(b: u8) -> char {
-    let keep = (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+    let keep =
+        (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
     if keep {
         return b as char;
     }
     let n = (0..b)
-        .filter(|&x| !((b'!'..=b'~').contains(&x) || (0xA1..=0xAC).contains(&x) || (0xAE..=0xFF).contains(&x)))
+        .filter(|&x| {
+            !((b'!'..=b'~').contains(&x)
+                || (0xA1..=0xAC).contains(&x)
+                || (0xAE..=0xFF).contains(&x))
+        })
         .count() as u32;
     char::from_u32(256 + n).unwrap()
 }
@@ -204,8 +246,12 @@ fn gpt2_char(b: u8) -> char {
 #[test]
 fn tokenizer_hand_checked_bpe_ids() {
     // 256 he, 257 ll, 258 llo, 259 hello, 260 Ġw, 261 or, 262 Ġwor, 263 Ġworl, 264 Ġworld, 265 abc
-    let extra = ["he", "ll", "llo", "hello", "Ġw", "or", "Ġwor", "Ġworl", "Ġworld", "abc"];
-    let merges = ["h e", "l l", "ll o", "he llo", "Ġ w", "o r", "Ġw or", "Ġwor l", "Ġworl d"];
+    let extra = [
+        "he", "ll", "llo", "hello", "Ġw", "or", "Ġwor", "Ġworl", "Ġworld", "abc",
+    ];
+    let merges = [
+        "h e", "l l", "ll o", "he llo", "Ġ w", "o r", "Ġw or", "Ġwor l", "Ġworl d",
+    ];
     for pre in [None, Some("llama-bpe")] {
         let tok = Tokenizer::from_spec(&hand_spec(&extra, &merges, pre), None).unwrap();
         assert_eq!(tok.encode("hello world", false, false), vec![259, 264]);
@@ -220,7 +266,8 @@ fn tokenizer_hand_checked_bpe_ids() {
     assert_eq!(d.pre_split(), Some(PreSplit::Default));
     assert_eq!(l.pre_split(), Some(PreSplit::Llama3));
     // pre_override wins over the spec
-    let o = Tokenizer::from_spec(&hand_spec(&extra, &merges, None), Some(PreSplit::Llama3)).unwrap();
+    let o =
+        Tokenizer::from_spec(&hand_spec(&extra, &merges, None), Some(PreSplit::Llama3)).unwrap();
     assert_eq!(o.encode("abc", false, false), vec![265]);
     // default split: "world's" → " world" | "'" | "s"; llama-bpe → " world" | "'s"
     assert_eq!(d.encode(" world's", false, false), vec![264, 39, 115]);
@@ -274,7 +321,10 @@ fn tokenizer_user_defined_tokens_always_split() {
     spec.token_types.as_mut().unwrap()[id] = token_type::USER_DEFINED;
     let tok = Tokenizer::from_spec(&spec, None).unwrap();
     assert_eq!(tok.encode("a<tool>b", false, false)[1], id as u32);
-    assert_eq!(tok.decode(&tok.encode("a<tool>b", false, false)), "a<tool>b");
+    assert_eq!(
+        tok.decode(&tok.encode("a<tool>b", false, false)),
+        "a<tool>b"
+    );
 }
 
 #[test]
@@ -313,24 +363,63 @@ fn tokenizer_error_cases() {
         assert!(!msg.is_empty());
         e
     };
-    assert!(matches!(err(&|s| s.model = "bert".into()), TokenizerError::UnknownModel(m) if m == "bert"));
-    assert!(matches!(err(&|s| s.pre = Some("qwen2".into())), TokenizerError::UnknownPreTokenizer(_)));
-    assert!(matches!(err(&|s| s.tokens.clear()), TokenizerError::EmptyVocab));
+    assert!(
+        matches!(err(&|s| s.model = "bert".into()), TokenizerError::UnknownModel(m) if m == "bert")
+    );
     assert!(matches!(
-        err(&|s| s.token_types.as_mut().unwrap().pop().map(drop).unwrap_or(())),
-        TokenizerError::LengthMismatch { what: "tokenizer.ggml.token_type", .. }
+        err(&|s| s.pre = Some("qwen2".into())),
+        TokenizerError::UnknownPreTokenizer(_)
     ));
-    assert!(matches!(err(&|s| s.scores = Some(vec![0.0; 3])), TokenizerError::LengthMismatch { .. }));
+    assert!(matches!(
+        err(&|s| s.tokens.clear()),
+        TokenizerError::EmptyVocab
+    ));
+    assert!(matches!(
+        err(&|s| s
+            .token_types
+            .as_mut()
+            .unwrap()
+            .pop()
+            .map(drop)
+            .unwrap_or(())),
+        TokenizerError::LengthMismatch {
+            what: "tokenizer.ggml.token_type",
+            ..
+        }
+    ));
+    assert!(matches!(
+        err(&|s| s.scores = Some(vec![0.0; 3])),
+        TokenizerError::LengthMismatch { .. }
+    ));
     let e = err(&|s| s.bos_id = Some(5000));
-    assert!(matches!(e, TokenizerError::IdOutOfRange { what: "BOS", id: 5000, n_vocab: 1024 }));
+    assert!(matches!(
+        e,
+        TokenizerError::IdOutOfRange {
+            what: "BOS",
+            id: 5000,
+            n_vocab: 1024
+        }
+    ));
     assert!(e.to_string().contains("5000"));
     let e = err(&|s| s.merges.push("zzzq qqqz".into()));
     assert!(matches!(&e, TokenizerError::MergeMissingToken { token, .. } if token == "zzzq"));
     assert!(e.to_string().contains("zzzq"));
-    assert!(matches!(err(&|s| s.merges.push("nospace".into())), TokenizerError::MalformedMerge { .. }));
-    assert!(matches!(err(&|s| s.token_types.as_mut().unwrap()[0] = 9), TokenizerError::BadTokenType { .. }));
-    assert!(matches!(err(&|s| s.bos_id = None), TokenizerError::Missing(..)));
-    assert!(matches!(byte_level_bpe_spec(300, 100), Err(TokenizerError::VocabTooSmall { .. })));
+    assert!(matches!(
+        err(&|s| s.merges.push("nospace".into())),
+        TokenizerError::MalformedMerge { .. }
+    ));
+    assert!(matches!(
+        err(&|s| s.token_types.as_mut().unwrap()[0] = 9),
+        TokenizerError::BadTokenType { .. }
+    ));
+    assert!(matches!(
+        err(&|s| s.bos_id = None),
+        TokenizerError::Missing(..)
+    ));
+    assert!(matches!(
+        byte_level_bpe_spec(300, 100),
+        Err(TokenizerError::VocabTooSmall { .. })
+    ));
     // out-of-range padding id is ignored like llama.cpp does
     let mut s = good.clone();
     s.pad_id = Some(99_999);
@@ -342,24 +431,45 @@ fn tokenizer_chat_formats() {
     let tok = bpe(None);
     let fmt = ChatFormat::detect(tok.chat_template());
     assert!(matches!(fmt, ChatFormat::BitNet));
-    let sys = ChatMessage { role: "system".into(), content: "Be brief.".into() };
-    let user = ChatMessage { role: "user".into(), content: "hi".into() };
-    let asst = ChatMessage { role: "assistant".into(), content: "hello".into() };
+    let sys = ChatMessage {
+        role: "system".into(),
+        content: "Be brief.".into(),
+    };
+    let user = ChatMessage {
+        role: "user".into(),
+        content: "hi".into(),
+    };
+    let asst = ChatMessage {
+        role: "assistant".into(),
+        content: "hello".into(),
+    };
     assert_eq!(fmt.render_turn(&sys, &tok), "System: Be brief.");
-    assert_eq!(fmt.render_turn(&user, &tok), "User: hi<|eot_id|>Assistant: ");
+    assert_eq!(
+        fmt.render_turn(&user, &tok),
+        "User: hi<|eot_id|>Assistant: "
+    );
     assert_eq!(fmt.render_turn(&asst, &tok), "hello");
     assert_eq!(fmt.generation_prompt(), "");
     let l3 = ChatFormat::detect(Some("{{ '<|start_header_id|>' + role }}"));
     assert!(matches!(l3, ChatFormat::Llama3));
-    assert_eq!(l3.render_turn(&user, &tok), "<|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>");
-    assert_eq!(l3.generation_prompt(), "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    assert_eq!(
+        l3.render_turn(&user, &tok),
+        "<|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>"
+    );
+    assert_eq!(
+        l3.generation_prompt(),
+        "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    );
     assert!(matches!(ChatFormat::detect(None), ChatFormat::Generic));
     // Generic on SPM (no <|eot_id|> token): the EOS text ends user turns
     let s = spm();
     let g = ChatFormat::detect(s.chat_template());
     assert!(matches!(g, ChatFormat::Generic));
     assert_eq!(g.render_turn(&user, &s), "User: hi</s>Assistant: ");
-    assert_eq!(ChatFormat::Generic.render_turn(&user, &tok), "User: hi<|eot_id|>Assistant: ");
+    assert_eq!(
+        ChatFormat::Generic.render_turn(&user, &tok),
+        "User: hi<|eot_id|>Assistant: "
+    );
 }
 
 #[test]

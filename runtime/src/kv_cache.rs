@@ -12,7 +12,13 @@ pub struct KvCache {
 impl KvCache {
     /// An empty cache for `n_layers` layers holding up to `capacity` positions.
     pub fn new(n_layers: usize, kv_width: usize, capacity: usize) -> KvCache {
-        KvCache { kv_width, capacity, keys: vec![Vec::new(); n_layers], values: vec![Vec::new(); n_layers], len: 0 }
+        KvCache {
+            kv_width,
+            capacity,
+            keys: vec![Vec::new(); n_layers],
+            values: vec![Vec::new(); n_layers],
+            len: 0,
+        }
     }
 
     /// Positions stored (the next token's position).

@@ -68,7 +68,11 @@ impl Sampler {
     /// A sampler with the given parameters.
     pub fn new(cfg: SamplerConfig) -> Sampler {
         let rng = Mt19937GenRand32::new(cfg.seed);
-        Sampler { cfg, rng, history: VecDeque::new() }
+        Sampler {
+            cfg,
+            rng,
+            history: VecDeque::new(),
+        }
     }
 
     /// The parameters.
@@ -89,7 +93,14 @@ impl Sampler {
 
     /// Picks the next token from `logits` (one per vocabulary entry).
     pub fn sample(&mut self, logits: &[f32]) -> u32 {
-        let mut cands: Vec<Candidate> = logits.iter().enumerate().map(|(i, &l)| Candidate { id: i as u32, logit: l }).collect();
+        let mut cands: Vec<Candidate> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| Candidate {
+                id: i as u32,
+                logit: l,
+            })
+            .collect();
         self.apply_penalties(&mut cands);
         if self.cfg.temperature <= 0.0 {
             return greedy(&cands);
@@ -110,7 +121,9 @@ impl Sampler {
 
     fn apply_penalties(&self, cands: &mut [Candidate]) {
         let c = &self.cfg;
-        if self.history.is_empty() || (c.repeat_penalty == 1.0 && c.frequency_penalty == 0.0 && c.presence_penalty == 0.0) {
+        if self.history.is_empty()
+            || (c.repeat_penalty == 1.0 && c.frequency_penalty == 0.0 && c.presence_penalty == 0.0)
+        {
             return;
         }
         let mut counts = std::collections::HashMap::<u32, u32>::new();
@@ -118,7 +131,9 @@ impl Sampler {
             *counts.entry(id).or_default() += 1;
         }
         for (&id, &n) in &counts {
-            let Some(cand) = cands.get_mut(id as usize) else { continue };
+            let Some(cand) = cands.get_mut(id as usize) else {
+                continue;
+            };
             if cand.logit > 0.0 {
                 cand.logit /= c.repeat_penalty;
             } else {
@@ -215,7 +230,11 @@ mod tests {
     use super::*;
 
     fn cfg(temperature: f32) -> SamplerConfig {
-        SamplerConfig { temperature, seed: 42, ..SamplerConfig::default() }
+        SamplerConfig {
+            temperature,
+            seed: 42,
+            ..SamplerConfig::default()
+        }
     }
 
     #[test]
@@ -226,7 +245,10 @@ mod tests {
 
     #[test]
     fn repetition_penalty_changes_greedy_choice() {
-        let mut s = Sampler::new(SamplerConfig { repeat_penalty: 2.0, ..cfg(0.0) });
+        let mut s = Sampler::new(SamplerConfig {
+            repeat_penalty: 2.0,
+            ..cfg(0.0)
+        });
         s.accept(1);
         // 3.0 / 2 = 1.5 < 2.0
         assert_eq!(s.sample(&[0.0, 3.0, 2.0]), 2);
@@ -240,14 +262,33 @@ mod tests {
             (0..20).map(|_| s.sample(&logits)).collect::<Vec<_>>()
         };
         assert_eq!(draw(7), draw(7));
-        let mut k1 = Sampler::new(SamplerConfig { top_k: 1, ..cfg(1.5) });
-        let best = greedy(&logits.iter().enumerate().map(|(i, &l)| Candidate { id: i as u32, logit: l }).collect::<Vec<_>>());
+        let mut k1 = Sampler::new(SamplerConfig {
+            top_k: 1,
+            ..cfg(1.5)
+        });
+        let best = greedy(
+            &logits
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| Candidate {
+                    id: i as u32,
+                    logit: l,
+                })
+                .collect::<Vec<_>>(),
+        );
         assert!((0..10).all(|_| k1.sample(&logits) == best));
     }
 
     #[test]
     fn filters_keep_what_they_should() {
-        let mut c: Vec<Candidate> = [3.0f32, 2.0, 1.0, -5.0].iter().enumerate().map(|(i, &l)| Candidate { id: i as u32, logit: l }).collect();
+        let mut c: Vec<Candidate> = [3.0f32, 2.0, 1.0, -5.0]
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| Candidate {
+                id: i as u32,
+                logit: l,
+            })
+            .collect();
         min_p(&mut c, 0.05); // ln(0.05) ≈ −3.0 → threshold 0.0
         assert_eq!(c.len(), 3);
         top_p(&mut c, 0.5); // first candidate alone has p ≈ 0.665

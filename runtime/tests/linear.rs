@@ -34,11 +34,18 @@ fn spec_linear(w: &[i8], k: usize, scale: f32, x: &[f32]) -> Vec<f32> {
         amax = 1e-5;
     }
     let s = (127.0f64 / amax) as f32;
-    let q: Vec<i32> = x.iter().map(|&v| round_half_even(v * s).clamp(-128.0, 127.0) as i32).collect();
+    let q: Vec<i32> = x
+        .iter()
+        .map(|&v| round_half_even(v * s).clamp(-128.0, 127.0) as i32)
+        .collect();
     let qsum: i32 = q.iter().sum();
     w.chunks(k)
         .map(|row| {
-            let acc: i32 = row.iter().zip(&q).map(|(&wv, &qv)| (i32::from(wv) + 1) * qv).sum();
+            let acc: i32 = row
+                .iter()
+                .zip(&q)
+                .map(|(&wv, &qv)| (i32::from(wv) + 1) * qv)
+                .sum();
             ((acc as f32 - qsum as f32) / s) * scale
         })
         .collect()
@@ -61,7 +68,12 @@ fn weight(dtype: DType, k: usize, m: usize, codes: &[u8], scale: f32) -> Weight 
             out
         }
     };
-    Weight { name: format!("{dtype}-test"), dtype, dims: vec![k as u64, m as u64], data: WeightBytes::owned(data) }
+    Weight {
+        name: format!("{dtype}-test"),
+        dtype,
+        dims: vec![k as u64, m as u64],
+        data: WeightBytes::owned(data),
+    }
 }
 
 fn check(k: usize, m: usize, tokens: usize, seed: u64) {
@@ -72,21 +84,33 @@ fn check(k: usize, m: usize, tokens: usize, seed: u64) {
     let codes: Vec<u8> = w.iter().map(|&v| (v + 1) as u8).collect();
     // A scale that f16 stores exactly, so I2_S and TQ hold the same number.
     let scale = f16::from_f32(rng.gen_range(0.01f32..2.0)).to_f32();
-    let mut xs: Vec<Vec<f32>> = (0..tokens).map(|_| (0..k).map(|_| rng.gen_range(-3.0f32..3.0)).collect()).collect();
+    let mut xs: Vec<Vec<f32>> = (0..tokens)
+        .map(|_| (0..k).map(|_| rng.gen_range(-3.0f32..3.0)).collect())
+        .collect();
     // An all-zero activation row, and one with exact .5 ties after scaling (amax = 127).
     xs[0] = vec![0.0; k];
     if tokens > 1 {
-        xs[1] = (0..k).map(|i| if i == 0 { 127.0 } else { (i % 7) as f32 - 3.5 }).collect();
+        xs[1] = (0..k)
+            .map(|i| if i == 0 { 127.0 } else { (i % 7) as f32 - 3.5 })
+            .collect();
     }
     let q: Vec<_> = xs.iter().map(|x| quantize_row(x)).collect();
-    let types: Vec<DType> = if k % 256 == 0 { vec![DType::I2S, DType::TQ2_0, DType::TQ1_0] } else { vec![DType::I2S] };
+    let types: Vec<DType> = if k % 256 == 0 {
+        vec![DType::I2S, DType::TQ2_0, DType::TQ1_0]
+    } else {
+        vec![DType::I2S]
+    };
     for dtype in types {
         let wt = weight(dtype, k, m, &codes, scale);
         let got = ternary_linear(&TernaryMatrix::new(&wt).unwrap(), &q, None).unwrap();
         for (t, x) in xs.iter().enumerate() {
             let want = spec_linear(&w, k, scale, x);
             for (r, (&g, &e)) in got[t * m..(t + 1) * m].iter().zip(&want).enumerate() {
-                assert_eq!(g.to_bits(), e.to_bits(), "{dtype} k={k} m={m} token {t} row {r}: {g} vs {e}");
+                assert_eq!(
+                    g.to_bits(),
+                    e.to_bits(),
+                    "{dtype} k={k} m={m} token {t} row {r}: {g} vs {e}"
+                );
             }
         }
     }
@@ -122,15 +146,33 @@ fn tq_rows_with_different_block_scales_use_per_block_scales() {
     for (row, dst) in codes.chunks(k).zip(data.chunks_mut(rb)) {
         tq2_0::encode_row(row, &scales, dst).unwrap();
     }
-    let wt = Weight { name: "mixed".into(), dtype: DType::TQ2_0, dims: vec![k as u64, m as u64], data: WeightBytes::owned(data) };
+    let wt = Weight {
+        name: "mixed".into(),
+        dtype: DType::TQ2_0,
+        dims: vec![k as u64, m as u64],
+        data: WeightBytes::owned(data),
+    };
     let x: Vec<f32> = (0..k).map(|i| ((i * 13 % 17) as f32 - 8.0) / 3.0).collect();
     let q = quantize_row(&x);
-    let got = ternary_linear(&TernaryMatrix::new(&wt).unwrap(), std::slice::from_ref(&q), None).unwrap();
+    let got = ternary_linear(
+        &TernaryMatrix::new(&wt).unwrap(),
+        std::slice::from_ref(&q),
+        None,
+    )
+    .unwrap();
     for r in 0..m {
         let exact: f64 = (0..k)
-            .map(|i| f64::from(codes[r * k + i] as i32 - 1) * f64::from(q.q[i]) * f64::from(scales[i / 256].to_f32()))
+            .map(|i| {
+                f64::from(codes[r * k + i] as i32 - 1)
+                    * f64::from(q.q[i])
+                    * f64::from(scales[i / 256].to_f32())
+            })
             .sum::<f64>()
             / f64::from(q.scale);
-        assert!((f64::from(got[r]) - exact).abs() <= 1e-5 * exact.abs().max(1.0), "row {r}: {} vs {exact}", got[r]);
+        assert!(
+            (f64::from(got[r]) - exact).abs() <= 1e-5 * exact.abs().max(1.0),
+            "row {r}: {} vs {exact}",
+            got[r]
+        );
     }
 }

@@ -42,10 +42,18 @@ pub fn chat(a: ChatArgs) -> anyhow::Result<()> {
         pending.extend(tok.bos_id());
     }
     if !a.system.is_empty() {
-        let sys = format.render_turn(&ChatMessage { role: "system".into(), content: a.system.clone() }, tok);
+        let sys = format.render_turn(
+            &ChatMessage {
+                role: "system".into(),
+                content: a.system.clone(),
+            },
+            tok,
+        );
         pending.extend(tok.encode(&sys, false, true));
     }
-    eprintln!("chat format {format:?}; type a message, an empty line or Ctrl-D ends the conversation");
+    eprintln!(
+        "chat format {format:?}; type a message, an empty line or Ctrl-D ends the conversation"
+    );
     let stdin = std::io::stdin();
     let mut out = std::io::stdout();
     loop {
@@ -54,8 +62,18 @@ pub fn chat(a: ChatArgs) -> anyhow::Result<()> {
         if stdin.lock().read_line(&mut line)? == 0 || line.trim().is_empty() {
             break;
         }
-        let user = format.render_turn(&ChatMessage { role: "user".into(), content: line.trim_end().to_string() }, tok);
-        pending.extend(tok.encode(&format!("{user}{}", format.generation_prompt()), false, true));
+        let user = format.render_turn(
+            &ChatMessage {
+                role: "user".into(),
+                content: line.trim_end().to_string(),
+            },
+            tok,
+        );
+        pending.extend(tok.encode(
+            &format!("{user}{}", format.generation_prompt()),
+            false,
+            true,
+        ));
         let mut req = GenerateRequest::greedy(std::mem::take(&mut pending), a.n_predict);
         req.sampler = sampler.clone();
         let mut decoder = StreamDecoder::new();
@@ -72,7 +90,10 @@ pub fn chat(a: ChatArgs) -> anyhow::Result<()> {
         if let Some(&last) = result.generated_ids.last() {
             pending.push(last);
         }
-        eprintln!("[{} tokens, {:.2} tokens/s]", result.timings.gen_tokens, result.timings.gen_tokens_per_s);
+        eprintln!(
+            "[{} tokens, {:.2} tokens/s]",
+            result.timings.gen_tokens, result.timings.gen_tokens_per_s
+        );
     }
     Ok(())
 }

@@ -36,7 +36,15 @@ pub struct GenModelArgs {
 impl GenModelArgs {
     /// The tiny model `bitnetc demo` uses.
     pub fn tiny_demo(output: PathBuf) -> GenModelArgs {
-        GenModelArgs { arch: "bitnet-b1.58".into(), preset: "tiny".into(), ternary_type: "i2_s".into(), embedding_type: "f16".into(), tokenizer: None, seed: 1, output }
+        GenModelArgs {
+            arch: "bitnet-b1.58".into(),
+            preset: "tiny".into(),
+            ternary_type: "i2_s".into(),
+            embedding_type: "f16".into(),
+            tokenizer: None,
+            seed: 1,
+            output,
+        }
     }
 }
 
@@ -44,35 +52,53 @@ pub fn gen_model(a: GenModelArgs) -> anyhow::Result<()> {
     let start = std::time::Instant::now();
     write_model(&a)?;
     let len = std::fs::metadata(&a.output).map(|m| m.len()).unwrap_or(0);
-    eprintln!("wrote {} ({} bytes) in {:.1} s", a.output.display(), len, start.elapsed().as_secs_f64());
+    eprintln!(
+        "wrote {} ({} bytes) in {:.1} s",
+        a.output.display(),
+        len,
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
 /// Builds and writes the file described by `a` (atomically: temp file then rename).
 pub fn write_model(a: &GenModelArgs) -> anyhow::Result<()> {
-    let preset = Preset::from_name(&a.preset).with_context(|| format!("unknown preset '{}' (tiny, large, 2b4t)", a.preset))?;
+    let preset = Preset::from_name(&a.preset)
+        .with_context(|| format!("unknown preset '{}' (tiny, large, 2b4t)", a.preset))?;
     let parse = |s: &str| DType::from_name(s).with_context(|| format!("unknown type '{s}'"));
     let ternary_type = parse(&a.ternary_type)?;
     let embedding_type = parse(&a.embedding_type)?;
     let tokenizer = match &a.tokenizer {
         Some(path) => {
-            let json = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let json = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
             hf::spec_from_hf_tokenizer_json(&json)?
         }
-        None if a.arch == "bitnet" => builtin::sentencepiece_spec(preset.n_vocab(), 600)?,
+        None if a.arch == "bitnet" => builtin::sentencepiece_spec(preset.n_vocab(), 300)?,
         None => builtin::byte_level_bpe_spec(preset.n_vocab(), 600)?,
     };
     if tokenizer.tokens.is_empty() {
         bail!("the tokenizer has no tokens");
     }
-    let opts = SynthOptions { arch: a.arch.clone(), preset, ternary_type, embedding_type, tokenizer, seed: a.seed };
+    let opts = SynthOptions {
+        arch: a.arch.clone(),
+        preset,
+        ternary_type,
+        embedding_type,
+        tokenizer,
+        seed: a.seed,
+    };
     let writer = synthesize(&opts)?;
     let tmp = a.output.with_extension("gguf.partial");
     {
-        let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let file =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-        writer.write_to(&mut out).with_context(|| format!("writing {}", tmp.display()))?;
+        writer
+            .write_to(&mut out)
+            .with_context(|| format!("writing {}", tmp.display()))?;
     }
-    std::fs::rename(&tmp, &a.output).with_context(|| format!("renaming to {}", a.output.display()))?;
+    std::fs::rename(&tmp, &a.output)
+        .with_context(|| format!("renaming to {}", a.output.display()))?;
     Ok(())
 }

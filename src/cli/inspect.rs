@@ -1,5 +1,6 @@
 //! `bitnetc inspect`: what a model file holds.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use bitnetc_models::gguf::GgufFile;
@@ -22,7 +23,13 @@ pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
     let file = GgufFile::open(&a.model)?;
     let model = Model::load(&a.model, &LoadOptions::default())?;
     let cfg = &model.config;
-    let ternary_params: u64 = model.graph.weights.iter().filter(|w| w.dtype.is_ternary()).map(|w| w.n_elems()).sum();
+    let ternary_params: u64 = model
+        .graph
+        .weights
+        .iter()
+        .filter(|w| w.dtype.is_ternary())
+        .map(|w| w.n_elems())
+        .sum();
     let params: u64 = model.graph.weights.iter().map(|w| w.n_elems()).sum();
     if a.json {
         let doc = serde_json::json!({
@@ -40,27 +47,40 @@ pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
             },
             "ir": a.ir.then(|| model.graph.to_string()),
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(());
+        return super::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&doc)?));
     }
-    println!("file: {} (GGUF v{}, {} bytes)", a.model.display(), file.header().version, file.file_len());
-    println!("\nmetadata ({} keys):", file.metadata().entries().len());
+    let mut o = String::new();
+    writeln!(
+        o,
+        "file: {} (GGUF v{}, {} bytes)",
+        a.model.display(),
+        file.header().version,
+        file.file_len()
+    )?;
+    writeln!(o, "\nmetadata ({} keys):", file.metadata().entries().len())?;
     for (k, v) in file.metadata().entries() {
-        println!("  {k:<45} {}", v.summary());
+        writeln!(o, "  {k:<45} {}", v.summary())?;
     }
-    println!("\ntensors ({}):", file.tensors().len());
+    writeln!(o, "\ntensors ({}):", file.tensors().len())?;
     for t in file.tensors() {
-        println!("  {:<32} {:<6} {:<16} {:>12} bytes", t.name, t.dtype.name(), format!("{:?}", t.dims), t.nbytes);
+        writeln!(
+            o,
+            "  {:<32} {:<6} {:<16} {:>12} bytes",
+            t.name,
+            t.dtype.name(),
+            format!("{:?}", t.dims),
+            t.nbytes
+        )?;
     }
-    println!("\narchitecture: {} ({:?} FFN)", cfg.arch, cfg.activation);
-    println!("  layers {}  hidden {}  ffn {}  heads {}/{} of {}  vocab {}  context {}  rope base {}  eps {:e}", cfg.n_layer, cfg.n_embd, cfg.n_ff, cfg.n_head, cfg.n_head_kv, cfg.head_dim, cfg.n_vocab, cfg.n_ctx, cfg.rope_base, cfg.eps);
-    println!("  parameters {params} ({ternary_params} ternary)");
+    writeln!(o, "\narchitecture: {} ({:?} FFN)", cfg.arch, cfg.activation)?;
+    writeln!(o, "  layers {}  hidden {}  ffn {}  heads {}/{} of {}  vocab {}  context {}  rope base {}  eps {:e}", cfg.n_layer, cfg.n_embd, cfg.n_ff, cfg.n_head, cfg.n_head_kv, cfg.head_dim, cfg.n_vocab, cfg.n_ctx, cfg.rope_base, cfg.eps)?;
+    writeln!(o, "  parameters {params} ({ternary_params} ternary)")?;
     match model.tokenizer.pre_split() {
-        Some(p) => println!("  tokenizer: byte-level BPE, {p:?} pre-split"),
-        None => println!("  tokenizer: SentencePiece"),
+        Some(p) => writeln!(o, "  tokenizer: byte-level BPE, {p:?} pre-split")?,
+        None => writeln!(o, "  tokenizer: SentencePiece")?,
     }
     if a.ir {
-        println!("\n{}", model.graph);
+        writeln!(o, "\n{}", model.graph)?;
     }
-    Ok(())
+    super::print_stdout(&o)
 }

@@ -112,6 +112,16 @@ struct DemoArgs {
     n_predict: usize,
 }
 
+/// Writes `text` to stdout; a closed pipe (`bitnetc inspect m.gguf | head`) is not an error.
+pub fn print_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 /// Runs one parsed command line.
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -134,6 +144,11 @@ fn demo(a: DemoArgs) -> anyhow::Result<()> {
         eprintln!("bitnetc demo: writing the tiny model to {}", path.display());
         gen_model::write_model(&gen_model::GenModelArgs::tiny_demo(path.clone()))?;
     }
-    eprintln!("bitnetc demo: bitnetc run -m {} -p {:?} -n {} --temp 0", path.display(), a.prompt, a.n_predict);
+    eprintln!(
+        "bitnetc demo: bitnetc run -m {} -p {:?} -n {} --temp 0",
+        path.display(),
+        a.prompt,
+        a.n_predict
+    );
     run::run(run::RunArgs::demo(path, a.prompt, a.n_predict))
 }

@@ -70,8 +70,12 @@ impl SamplingArgs {
     /// The sampler configuration, and the seed actually used.
     pub fn config(&self) -> SamplerConfig {
         let seed = self.seed.unwrap_or_else(|| {
-            let s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() ^ d.as_secs() as u32);
-            eprintln!("seed: {s}");
+            let s = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos() ^ d.as_secs() as u32);
+            if self.temp > 0.0 {
+                eprintln!("seed: {s}");
+            }
             s
         });
         SamplerConfig {
@@ -91,8 +95,22 @@ impl RunArgs {
     /// The arguments `bitnetc demo` runs with.
     pub fn demo(model: PathBuf, prompt: String, n_predict: usize) -> RunArgs {
         RunArgs {
-            model: ModelArgs { model, threads: 0, backend: BackendChoice::Reference, activation: None, pre_tokenizer: None },
-            sampling: SamplingArgs { temp: 0.0, top_k: 40, top_p: 0.95, min_p: 0.05, repeat_penalty: 1.0, repeat_last_n: 64, seed: Some(0) },
+            model: ModelArgs {
+                model,
+                threads: 0,
+                backend: BackendChoice::Reference,
+                activation: None,
+                pre_tokenizer: None,
+            },
+            sampling: SamplingArgs {
+                temp: 0.0,
+                top_k: 40,
+                top_p: 0.95,
+                min_p: 0.05,
+                repeat_penalty: 1.0,
+                repeat_last_n: 64,
+                seed: Some(0),
+            },
             prompt: Some(prompt),
             prompt_ids: None,
             n_predict,
@@ -136,7 +154,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     let result = engine.generate(&mut session, &req, |id| {
         if streaming {
             let piece = decoder.push(tok, id);
-            if let Err(e) = stdout.write_all(piece.as_bytes()).and_then(|_| stdout.flush()) {
+            if let Err(e) = stdout
+                .write_all(piece.as_bytes())
+                .and_then(|_| stdout.flush())
+            {
                 write_err = Some(e);
                 return false;
             }
@@ -152,10 +173,17 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
         let rest = decoder.flush();
         writeln!(stdout, "{rest}").ok();
     }
+    drop(stdout);
     if let Some(path) = &a.dump_logits {
         let bytes: Vec<u8> = result.logits.iter().flat_map(|v| v.to_le_bytes()).collect();
-        std::fs::write(path, bytes).with_context(|| format!("writing logits to {}", path.display()))?;
-        eprintln!("logits: {} positions × {} written to {}", result.logits.len() / engine.model().config.n_vocab as usize, engine.model().config.n_vocab, path.display());
+        std::fs::write(path, bytes)
+            .with_context(|| format!("writing logits to {}", path.display()))?;
+        eprintln!(
+            "logits: {} positions × {} written to {}",
+            result.logits.len() / engine.model().config.n_vocab as usize,
+            engine.model().config.n_vocab,
+            path.display()
+        );
     }
     let t = &result.timings;
     if a.json {
@@ -167,7 +195,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
             "backend": "reference",
             "threads": a.model.threads,
         });
-        writeln!(stdout, "{doc}")?;
+        super::print_stdout(&format!("{doc}\n"))?;
     }
     eprintln!(
         "load {:.1} ms | prompt {} tokens, {:.2} tokens/s | generation {} tokens, {:.2} tokens/s",

@@ -38,7 +38,9 @@ pub enum GgufError {
         len: u64,
     },
     /// A count in the header is impossible for the file's size.
-    #[error("corrupt GGUF header: {what} = {count} cannot fit in the {remaining} bytes that remain")]
+    #[error(
+        "corrupt GGUF header: {what} = {count} cannot fit in the {remaining} bytes that remain"
+    )]
     AbsurdCount {
         /// Which count.
         what: &'static str,

@@ -9,7 +9,9 @@ use memmap2::Mmap;
 
 use super::types::{ggml_type_name, GgmlType};
 use super::value::{Metadata, Value, ValueType};
-use super::{GgufError, DEFAULT_ALIGNMENT, MAGIC, MAX_ARRAY_LEN, MAX_STRING_BYTES, MAX_TENSOR_NAME};
+use super::{
+    GgufError, DEFAULT_ALIGNMENT, MAGIC, MAX_ARRAY_LEN, MAX_STRING_BYTES, MAX_TENSOR_NAME,
+};
 
 /// Description of one tensor in the file.
 #[derive(Clone, Debug, PartialEq)]
@@ -69,13 +71,20 @@ impl GgufFile {
     /// Opens, maps and validates a file.
     pub fn open(path: impl AsRef<Path>) -> Result<GgufFile, GgufError> {
         let path = path.as_ref().to_path_buf();
-        let io = |source| GgufError::Io { path: path.clone(), source };
+        let io = |source| GgufError::Io {
+            path: path.clone(),
+            source,
+        };
         let file = std::fs::File::open(&path).map_err(io)?;
         // SAFETY: the map is read-only; bitnetc never writes model files it has mapped.
         // Another process truncating the file while it is mapped is outside what we defend.
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;
         let header = parse_header(&map)?;
-        Ok(GgufFile { path, map: Arc::new(map), header })
+        Ok(GgufFile {
+            path,
+            map: Arc::new(map),
+            header,
+        })
     }
 
     /// The path the file was opened from.
@@ -138,7 +147,12 @@ impl<'a> Cursor<'a> {
 
     fn take(&mut self, n: u64, what: &dyn Fn() -> String) -> Result<&'a [u8], GgufError> {
         if n > self.remaining() {
-            return Err(GgufError::Truncated { what: what(), offset: self.pos, needed: n, len: self.len() });
+            return Err(GgufError::Truncated {
+                what: what(),
+                offset: self.pos,
+                needed: n,
+                len: self.len(),
+            });
         }
         let start = self.pos as usize;
         self.pos += n;
@@ -146,7 +160,10 @@ impl<'a> Cursor<'a> {
     }
 
     fn array<const N: usize>(&mut self, what: &dyn Fn() -> String) -> Result<[u8; N], GgufError> {
-        Ok(self.take(N as u64, what)?.try_into().expect("take returned N bytes"))
+        Ok(self
+            .take(N as u64, what)?
+            .try_into()
+            .expect("take returned N bytes"))
     }
 
     fn u32(&mut self, what: &dyn Fn() -> String) -> Result<u32, GgufError> {
@@ -169,7 +186,10 @@ impl<'a> Cursor<'a> {
     fn string(&mut self, what: &dyn Fn() -> String) -> Result<String, GgufError> {
         let len = self.count(what)?;
         if len > MAX_STRING_BYTES {
-            return Err(GgufError::invalid(format!("{} has absurd length {len}", what())));
+            return Err(GgufError::invalid(format!(
+                "{} has absurd length {len}",
+                what()
+            )));
         }
         let raw = self.take(len, what)?;
         // Some writers emitted trailing NULs; tolerate them.
@@ -208,14 +228,20 @@ impl<'a> Cursor<'a> {
             ValueType::Array => {
                 let elem_id = self.u32(&what)?;
                 let elem = ValueType::from_id(elem_id).ok_or_else(|| {
-                    GgufError::invalid(format!("metadata key '{key}': unknown array element type {elem_id}"))
+                    GgufError::invalid(format!(
+                        "metadata key '{key}': unknown array element type {elem_id}"
+                    ))
                 })?;
                 if elem == ValueType::Array {
-                    return Err(GgufError::invalid(format!("metadata key '{key}': nested arrays are not supported")));
+                    return Err(GgufError::invalid(format!(
+                        "metadata key '{key}': nested arrays are not supported"
+                    )));
                 }
                 let count = self.count(&what)?;
                 // A string needs at least its length field; other types have a fixed size.
-                let min_size = elem.fixed_size().unwrap_or(if self.version == 1 { 4 } else { 8 });
+                let min_size = elem
+                    .fixed_size()
+                    .unwrap_or(if self.version == 1 { 4 } else { 8 });
                 if count > MAX_ARRAY_LEN || count.saturating_mul(min_size) > self.remaining() {
                     return Err(GgufError::AbsurdCount {
                         what: "array length",
@@ -240,12 +266,20 @@ fn align_up(x: u64, align: u64) -> Option<u64> {
 /// Parses and validates everything up to the data section, and checks that every tensor's
 /// payload lies inside `bytes`.
 pub fn parse_header(bytes: &[u8]) -> Result<GgufHeader, GgufError> {
-    let mut c = Cursor { bytes, pos: 0, version: 3 };
-    let magic: [u8; 4] = c.array(&|| "magic".into()).map_err(|_| GgufError::BadMagic {
-        found: bytes.iter().take(4).copied().collect(),
-    })?;
+    let mut c = Cursor {
+        bytes,
+        pos: 0,
+        version: 3,
+    };
+    let magic: [u8; 4] = c
+        .array(&|| "magic".into())
+        .map_err(|_| GgufError::BadMagic {
+            found: bytes.iter().take(4).copied().collect(),
+        })?;
     if magic != MAGIC {
-        return Err(GgufError::BadMagic { found: magic.to_vec() });
+        return Err(GgufError::BadMagic {
+            found: magic.to_vec(),
+        });
     }
     let version = c.u32(&|| "version".into())?;
     match version {
@@ -263,7 +297,12 @@ pub fn parse_header(bytes: &[u8]) -> Result<GgufHeader, GgufError> {
                 hint: " (this looks like a big-endian file; bitnetc reads little-endian GGUF only)",
             })
         }
-        _ => return Err(GgufError::BadVersion { version, hint: " (bitnetc reads versions 2 and 3)" }),
+        _ => {
+            return Err(GgufError::BadVersion {
+                version,
+                hint: " (bitnetc reads versions 2 and 3)",
+            })
+        }
     }
     c.version = version;
     let n_tensors = c.u64(&|| "tensor count".into())?;
@@ -271,10 +310,18 @@ pub fn parse_header(bytes: &[u8]) -> Result<GgufHeader, GgufError> {
     // Minimal encoded sizes: a KV needs 8 (key length) + 1 + 4 (type) + 1; a tensor info needs
     // 8 + 1 (name) + 4 (n_dims) + 8 (one dimension) + 4 (type) + 8 (offset).
     if n_kv > i64::MAX as u64 || n_kv.saturating_mul(14) > c.remaining() {
-        return Err(GgufError::AbsurdCount { what: "metadata count", count: n_kv, remaining: c.remaining() });
+        return Err(GgufError::AbsurdCount {
+            what: "metadata count",
+            count: n_kv,
+            remaining: c.remaining(),
+        });
     }
     if n_tensors > i64::MAX as u64 || n_tensors.saturating_mul(33) > c.remaining() {
-        return Err(GgufError::AbsurdCount { what: "tensor count", count: n_tensors, remaining: c.remaining() });
+        return Err(GgufError::AbsurdCount {
+            what: "tensor count",
+            count: n_tensors,
+            remaining: c.remaining(),
+        });
     }
 
     let mut entries: Vec<(String, Value)> = Vec::with_capacity(n_kv as usize);
@@ -282,14 +329,21 @@ pub fn parse_header(bytes: &[u8]) -> Result<GgufHeader, GgufError> {
     for i in 0..n_kv {
         let key = c.string(&|| format!("key of metadata entry {i}"))?;
         if key.is_empty() {
-            return Err(GgufError::invalid(format!("metadata entry {i} has an empty key")));
+            return Err(GgufError::invalid(format!(
+                "metadata entry {i} has an empty key"
+            )));
         }
         if !keys.insert(key.clone()) {
-            return Err(GgufError::invalid(format!("duplicate metadata key '{key}'")));
+            return Err(GgufError::invalid(format!(
+                "duplicate metadata key '{key}'"
+            )));
         }
         let ty_id = c.u32(&|| format!("type of metadata key '{key}'"))?;
-        let ty = ValueType::from_id(ty_id)
-            .ok_or_else(|| GgufError::invalid(format!("metadata key '{key}' has unknown value type {ty_id}")))?;
+        let ty = ValueType::from_id(ty_id).ok_or_else(|| {
+            GgufError::invalid(format!(
+                "metadata key '{key}' has unknown value type {ty_id}"
+            ))
+        })?;
         let value = c.value(ty, &key)?;
         entries.push((key, value));
     }
@@ -316,24 +370,34 @@ pub fn parse_header(bytes: &[u8]) -> Result<GgufHeader, GgufError> {
             )));
         }
         if !names.insert(name.clone()) {
-            return Err(GgufError::invalid(format!("duplicate tensor name '{name}'")));
+            return Err(GgufError::invalid(format!(
+                "duplicate tensor name '{name}'"
+            )));
         }
         let what = || format!("info of tensor '{name}'");
         let n_dims = c.u32(&what)?;
         if n_dims == 0 || n_dims > 4 {
-            return Err(GgufError::invalid(format!("tensor '{name}' has {n_dims} dimensions (must be 1..=4)")));
+            return Err(GgufError::invalid(format!(
+                "tensor '{name}' has {n_dims} dimensions (must be 1..=4)"
+            )));
         }
         let mut dims = Vec::with_capacity(n_dims as usize);
         let mut n_elems: u64 = 1;
         for _ in 0..n_dims {
             let d = c.count(&what)?;
             if d == 0 {
-                return Err(GgufError::invalid(format!("tensor '{name}' has a zero dimension")));
+                return Err(GgufError::invalid(format!(
+                    "tensor '{name}' has a zero dimension"
+                )));
             }
             n_elems = n_elems
                 .checked_mul(d)
                 .filter(|&n| n <= i64::MAX as u64)
-                .ok_or_else(|| GgufError::invalid(format!("tensor '{name}' has absurd dimensions {dims:?}×{d}")))?;
+                .ok_or_else(|| {
+                    GgufError::invalid(format!(
+                        "tensor '{name}' has absurd dimensions {dims:?}×{d}"
+                    ))
+                })?;
             dims.push(d);
         }
         let type_id = c.u32(&what)?;
@@ -347,12 +411,21 @@ pub fn parse_header(bytes: &[u8]) -> Result<GgufHeader, GgufError> {
             ))
         })?;
         if usize::try_from(nbytes).is_err() {
-            return Err(GgufError::invalid(format!("tensor '{name}' is too large for this machine")));
+            return Err(GgufError::invalid(format!(
+                "tensor '{name}' is too large for this machine"
+            )));
         }
-        tensors.push(TensorInfo { name, dims, dtype, offset, nbytes });
+        tensors.push(TensorInfo {
+            name,
+            dims,
+            dtype,
+            offset,
+            nbytes,
+        });
     }
 
-    let data_start = align_up(c.pos, alignment).ok_or_else(|| GgufError::invalid("data start overflows"))?;
+    let data_start =
+        align_up(c.pos, alignment).ok_or_else(|| GgufError::invalid("data start overflows"))?;
     if n_tensors > 0 && data_start > c.len() {
         return Err(GgufError::Truncated {
             what: "data section".into(),
@@ -362,12 +435,21 @@ pub fn parse_header(bytes: &[u8]) -> Result<GgufHeader, GgufError> {
         });
     }
     check_tensor_ranges(&tensors, alignment, data_start, c.len())?;
-    Ok(GgufHeader { version, metadata, tensors, alignment, data_start })
+    Ok(GgufHeader {
+        version,
+        metadata,
+        tensors,
+        alignment,
+        data_start,
+    })
 }
 
 /// Maps a tensor type id to a supported format, with a precise refusal otherwise.
 fn tensor_dtype(name: &str, type_id: u32, dims: &[u64]) -> Result<DType, GgufError> {
-    let refuse = |what: String| GgufError::UnsupportedTensorType { tensor: name.to_string(), what };
+    let refuse = |what: String| GgufError::UnsupportedTensorType {
+        tensor: name.to_string(),
+        what,
+    };
     match type_id {
         38 | 39 => Err(refuse(format!(
             "type {type_id} ({}): bitnet.cpp's TL1/TL2 layouts depend on kernel tile sizes chosen at \
@@ -391,7 +473,12 @@ fn tensor_dtype(name: &str, type_id: u32, dims: &[u64]) -> Result<DType, GgufErr
 }
 
 /// Checks alignment, bounds and non-overlap of every tensor payload.
-fn check_tensor_ranges(tensors: &[TensorInfo], alignment: u64, data_start: u64, len: u64) -> Result<(), GgufError> {
+fn check_tensor_ranges(
+    tensors: &[TensorInfo],
+    alignment: u64,
+    data_start: u64,
+    len: u64,
+) -> Result<(), GgufError> {
     let mut ranges: Vec<(u64, u64, &str)> = Vec::with_capacity(tensors.len());
     for t in tensors {
         if t.offset % alignment != 0 {
@@ -403,7 +490,9 @@ fn check_tensor_ranges(tensors: &[TensorInfo], alignment: u64, data_start: u64, 
         let end = data_start
             .checked_add(t.offset)
             .and_then(|s| s.checked_add(t.nbytes))
-            .ok_or_else(|| GgufError::invalid(format!("tensor '{}' offset {} overflows", t.name, t.offset)))?;
+            .ok_or_else(|| {
+                GgufError::invalid(format!("tensor '{}' offset {} overflows", t.name, t.offset))
+            })?;
         if end > len {
             return Err(GgufError::Truncated {
                 what: format!("payload of tensor '{}'", t.name),

@@ -23,7 +23,9 @@ impl GgmlType {
 
     /// The supported format this id denotes, if any.
     pub fn dtype(self) -> Option<DType> {
-        DType::ALL.into_iter().find(|&d| GgmlType::from_dtype(d) == self)
+        DType::ALL
+            .into_iter()
+            .find(|&d| GgmlType::from_dtype(d) == self)
     }
 }
 

@@ -219,7 +219,10 @@ impl Metadata {
                 Some(i) => u64::try_from(i)
                     .map(Some)
                     .map_err(|_| Self::bad(key, format!("value {i} is negative"))),
-                None => Err(Self::bad(key, format!("expected an integer, found {:?}", v.value_type()))),
+                None => Err(Self::bad(
+                    key,
+                    format!("expected an integer, found {:?}", v.value_type()),
+                )),
             },
         }
     }
@@ -236,7 +239,8 @@ impl Metadata {
 
     /// A required `u32`.
     pub fn u32(&self, key: &str) -> Result<u32, GgufError> {
-        self.opt_u32(key)?.ok_or_else(|| GgufError::MissingKey(key.to_string()))
+        self.opt_u32(key)?
+            .ok_or_else(|| GgufError::MissingKey(key.to_string()))
     }
 
     /// A float stored as F32 or F64, if present.
@@ -245,7 +249,10 @@ impl Metadata {
             None => Ok(None),
             Some(v) => match v.as_f64() {
                 Some(f) => Ok(Some(f as f32)),
-                None => Err(Self::bad(key, format!("expected a float, found {:?}", v.value_type()))),
+                None => Err(Self::bad(
+                    key,
+                    format!("expected a float, found {:?}", v.value_type()),
+                )),
             },
         }
     }
@@ -255,7 +262,10 @@ impl Metadata {
         match self.get(key) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(v) => Err(Self::bad(key, format!("expected a bool, found {:?}", v.value_type()))),
+            Some(v) => Err(Self::bad(
+                key,
+                format!("expected a bool, found {:?}", v.value_type()),
+            )),
         }
     }
 
@@ -264,31 +274,43 @@ impl Metadata {
         match self.get(key) {
             None => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(v) => Err(Self::bad(key, format!("expected a string, found {:?}", v.value_type()))),
+            Some(v) => Err(Self::bad(
+                key,
+                format!("expected a string, found {:?}", v.value_type()),
+            )),
         }
     }
 
     /// A required string.
     pub fn str(&self, key: &str) -> Result<&str, GgufError> {
-        self.opt_str(key)?.ok_or_else(|| GgufError::MissingKey(key.to_string()))
+        self.opt_str(key)?
+            .ok_or_else(|| GgufError::MissingKey(key.to_string()))
     }
 
     fn opt_array(&self, key: &str) -> Result<Option<&[Value]>, GgufError> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::Array { items, .. }) => Ok(Some(items)),
-            Some(v) => Err(Self::bad(key, format!("expected an array, found {:?}", v.value_type()))),
+            Some(v) => Err(Self::bad(
+                key,
+                format!("expected an array, found {:?}", v.value_type()),
+            )),
         }
     }
 
     /// An array of strings, if present.
     pub fn opt_str_array(&self, key: &str) -> Result<Option<Vec<String>>, GgufError> {
-        let Some(items) = self.opt_array(key)? else { return Ok(None) };
+        let Some(items) = self.opt_array(key)? else {
+            return Ok(None);
+        };
         items
             .iter()
             .map(|v| match v {
                 Value::String(s) => Ok(s.clone()),
-                other => Err(Self::bad(key, format!("expected strings, found {:?}", other.value_type()))),
+                other => Err(Self::bad(
+                    key,
+                    format!("expected strings, found {:?}", other.value_type()),
+                )),
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
@@ -296,17 +318,25 @@ impl Metadata {
 
     /// An array of floats, if present.
     pub fn opt_f32_array(&self, key: &str) -> Result<Option<Vec<f32>>, GgufError> {
-        let Some(items) = self.opt_array(key)? else { return Ok(None) };
+        let Some(items) = self.opt_array(key)? else {
+            return Ok(None);
+        };
         items
             .iter()
-            .map(|v| v.as_f64().map(|f| f as f32).ok_or_else(|| Self::bad(key, "expected floats")))
+            .map(|v| {
+                v.as_f64()
+                    .map(|f| f as f32)
+                    .ok_or_else(|| Self::bad(key, "expected floats"))
+            })
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
     }
 
     /// An array of integers that fit in i32, if present.
     pub fn opt_i32_array(&self, key: &str) -> Result<Option<Vec<i32>>, GgufError> {
-        let Some(items) = self.opt_array(key)? else { return Ok(None) };
+        let Some(items) = self.opt_array(key)? else {
+            return Ok(None);
+        };
         items
             .iter()
             .map(|v| {
@@ -324,11 +354,17 @@ impl Metadata {
             Some(Value::Array { items, .. }) => {
                 let vals: Vec<i128> = items
                     .iter()
-                    .map(|v| v.as_i128().ok_or_else(|| Self::bad(key, "expected integers")))
+                    .map(|v| {
+                        v.as_i128()
+                            .ok_or_else(|| Self::bad(key, "expected integers"))
+                    })
                     .collect::<Result<_, _>>()?;
                 let first = *vals.first().ok_or_else(|| Self::bad(key, "empty array"))?;
                 if vals.iter().any(|&v| v != first) {
-                    return Err(Self::bad(key, "per-layer values differ; bitnetc needs one value for all layers"));
+                    return Err(Self::bad(
+                        key,
+                        "per-layer values differ; bitnetc needs one value for all layers",
+                    ));
                 }
                 u32::try_from(first)
                     .map(Some)

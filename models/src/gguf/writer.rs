@@ -39,16 +39,30 @@ impl GgufWriter {
     }
 
     /// Adds a tensor with its encoded payload. The payload length must match the format.
-    pub fn add_tensor(&mut self, name: &str, dims: &[u64], dtype: DType, data: Vec<u8>) -> io::Result<()> {
+    pub fn add_tensor(
+        &mut self,
+        name: &str,
+        dims: &[u64],
+        dtype: DType,
+        data: Vec<u8>,
+    ) -> io::Result<()> {
         let n: u64 = dims.iter().product();
         let expected = dtype.tensor_bytes(dims[0], n);
         if expected != Some(data.len() as u64) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("tensor '{name}': {} payload bytes, format {dtype} needs {expected:?}", data.len()),
+                format!(
+                    "tensor '{name}': {} payload bytes, format {dtype} needs {expected:?}",
+                    data.len()
+                ),
             ));
         }
-        self.tensors.push(PendingTensor { name: name.to_string(), dims: dims.to_vec(), dtype, data });
+        self.tensors.push(PendingTensor {
+            name: name.to_string(),
+            dims: dims.to_vec(),
+            dtype,
+            data,
+        });
         Ok(())
     }
 
@@ -131,17 +145,29 @@ fn put_value(out: &mut Vec<u8>, v: &Value) {
 impl Value {
     /// An array of strings.
     pub fn str_array<S: AsRef<str>>(items: &[S]) -> Value {
-        Value::Array { elem: ValueType::String, items: items.iter().map(|s| Value::String(s.as_ref().to_string())).collect() }
+        Value::Array {
+            elem: ValueType::String,
+            items: items
+                .iter()
+                .map(|s| Value::String(s.as_ref().to_string()))
+                .collect(),
+        }
     }
 
     /// An array of f32.
     pub fn f32_array(items: &[f32]) -> Value {
-        Value::Array { elem: ValueType::F32, items: items.iter().map(|&f| Value::F32(f)).collect() }
+        Value::Array {
+            elem: ValueType::F32,
+            items: items.iter().map(|&f| Value::F32(f)).collect(),
+        }
     }
 
     /// An array of i32.
     pub fn i32_array(items: &[i32]) -> Value {
-        Value::Array { elem: ValueType::I32, items: items.iter().map(|&i| Value::I32(i)).collect() }
+        Value::Array {
+            elem: ValueType::I32,
+            items: items.iter().map(|&i| Value::I32(i)).collect(),
+        }
     }
 
     /// A string value.

@@ -75,33 +75,55 @@ fn rng_for(seed: u64, name: &str) -> ChaCha8Rng {
 
 /// Builds the complete GGUF file in memory.
 pub fn synthesize(opts: &SynthOptions) -> Result<GgufWriter, SynthError> {
-    let family = ArchFamily::from_name(&opts.arch).ok_or_else(|| SynthError::Invalid(format!("unknown architecture '{}'", opts.arch)))?;
+    let family = ArchFamily::from_name(&opts.arch)
+        .ok_or_else(|| SynthError::Invalid(format!("unknown architecture '{}'", opts.arch)))?;
     if !opts.ternary_type.is_ternary() {
-        return Err(SynthError::Invalid(format!("--type must be a ternary format, not {}", opts.ternary_type)));
+        return Err(SynthError::Invalid(format!(
+            "--type must be a ternary format, not {}",
+            opts.ternary_type
+        )));
     }
     if opts.embedding_type.is_ternary() {
-        return Err(SynthError::Invalid(format!("--embedding-type cannot be ternary ({})", opts.embedding_type)));
+        return Err(SynthError::Invalid(format!(
+            "--embedding-type cannot be ternary ({})",
+            opts.embedding_type
+        )));
     }
     let p = opts.preset.hparams(family);
     let n_vocab = opts.tokenizer.tokens.len() as u64;
-    for (what, n) in [("embedding length", p.n_embd), ("feed-forward length", p.n_ff)] {
+    for (what, n) in [
+        ("embedding length", p.n_embd),
+        ("feed-forward length", p.n_ff),
+    ] {
         if u64::from(n) % opts.ternary_type.block_elems() != 0 {
-            return Err(SynthError::Invalid(format!("{what} {n} is not a multiple of the {} block", opts.ternary_type)));
+            return Err(SynthError::Invalid(format!(
+                "{what} {n} is not a multiple of the {} block",
+                opts.ternary_type
+            )));
         }
     }
     if u64::from(p.n_embd) % opts.embedding_type.block_elems() != 0 {
-        return Err(SynthError::Invalid(format!("embedding length {} is not a multiple of the {} block", p.n_embd, opts.embedding_type)));
+        return Err(SynthError::Invalid(format!(
+            "embedding length {} is not a multiple of the {} block",
+            p.n_embd, opts.embedding_type
+        )));
     }
 
     let mut w = GgufWriter::new();
     let a = |k: &str| format!("{}.{k}", opts.arch);
     w.set("general.architecture", Value::str(&opts.arch));
-    w.set("general.name", Value::str(&format!("bitnetc-synthetic-{}", opts.preset.name())));
-    w.set("general.file_type", Value::U32(match opts.ternary_type {
-        DType::TQ1_0 => 36,
-        DType::TQ2_0 => 37,
-        _ => 40,
-    }));
+    w.set(
+        "general.name",
+        Value::str(&format!("bitnetc-synthetic-{}", opts.preset.name())),
+    );
+    w.set(
+        "general.file_type",
+        Value::U32(match opts.ternary_type {
+            DType::TQ1_0 => 36,
+            DType::TQ2_0 => 37,
+            _ => 40,
+        }),
+    );
     w.set("general.quantization_version", Value::U32(2));
     w.set(&a("vocab_size"), Value::U32(n_vocab as u32));
     w.set(&a("context_length"), Value::U32(p.n_ctx));
@@ -118,8 +140,16 @@ pub fn synthesize(opts: &SynthOptions) -> Result<GgufWriter, SynthError> {
     let (e, ff, v) = (u64::from(p.n_embd), u64::from(p.n_ff), n_vocab);
     let hd = u64::from(p.n_embd / p.n_head);
     let (qw, kvw) = (u64::from(p.n_head) * hd, u64::from(p.n_head_kv) * hd);
-    let mut plan = vec![TensorPlan { name: "token_embd.weight".into(), dims: vec![e, v], kind: TensorKind::Embedding }];
-    plan.push(TensorPlan { name: "output_norm.weight".into(), dims: vec![e], kind: TensorKind::Norm });
+    let mut plan = vec![TensorPlan {
+        name: "token_embd.weight".into(),
+        dims: vec![e, v],
+        kind: TensorKind::Embedding,
+    }];
+    plan.push(TensorPlan {
+        name: "output_norm.weight".into(),
+        dims: vec![e],
+        kind: TensorKind::Norm,
+    });
     for l in 0..p.n_layer {
         let t = |s: &str| format!("blk.{l}.{s}.weight");
         for (name, dims, kind) in [
@@ -135,7 +165,11 @@ pub fn synthesize(opts: &SynthOptions) -> Result<GgufWriter, SynthError> {
             ("ffn_sub_norm", vec![ff], TensorKind::Norm),
             ("ffn_down", vec![ff, e], TensorKind::Ternary),
         ] {
-            plan.push(TensorPlan { name: t(name), dims, kind });
+            plan.push(TensorPlan {
+                name: t(name),
+                dims,
+                kind,
+            });
         }
     }
     let encoded: Vec<(String, Vec<u64>, DType, Vec<u8>)> = plan
@@ -146,7 +180,11 @@ pub fn synthesize(opts: &SynthOptions) -> Result<GgufWriter, SynthError> {
         })
         .collect::<Result<_, SynthError>>()?;
     for (name, dims, dtype, data) in encoded {
-        w.add_tensor(&name, &dims, dtype, data).map_err(|e| SynthError::Encode { name, problem: e.to_string() })?;
+        w.add_tensor(&name, &dims, dtype, data)
+            .map_err(|e| SynthError::Encode {
+                name,
+                problem: e.to_string(),
+            })?;
     }
     Ok(w)
 }
@@ -166,12 +204,23 @@ fn put_tokenizer(w: &mut GgufWriter, t: &TokenizerSpec) {
     if !t.merges.is_empty() {
         w.set("tokenizer.ggml.merges", Value::str_array(&t.merges));
     }
-    for (key, id) in [("bos_token_id", t.bos_id), ("eos_token_id", t.eos_id), ("unknown_token_id", t.unk_id), ("padding_token_id", t.pad_id), ("eot_token_id", t.eot_id), ("eom_token_id", t.eom_id)] {
+    for (key, id) in [
+        ("bos_token_id", t.bos_id),
+        ("eos_token_id", t.eos_id),
+        ("unknown_token_id", t.unk_id),
+        ("padding_token_id", t.pad_id),
+        ("eot_token_id", t.eot_id),
+        ("eom_token_id", t.eom_id),
+    ] {
         if let Some(id) = id {
             w.set(&format!("tokenizer.ggml.{key}"), Value::U32(id));
         }
     }
-    for (key, b) in [("add_bos_token", t.add_bos), ("add_eos_token", t.add_eos), ("add_space_prefix", t.add_space_prefix)] {
+    for (key, b) in [
+        ("add_bos_token", t.add_bos),
+        ("add_eos_token", t.add_eos),
+        ("add_space_prefix", t.add_space_prefix),
+    ] {
         if let Some(b) = b {
             w.set(&format!("tokenizer.ggml.{key}"), Value::Bool(b));
         }
@@ -201,11 +250,17 @@ fn random_codes(rng: &mut ChaCha8Rng, n: usize) -> Vec<u8> {
 fn make_tensor(t: &TensorPlan, opts: &SynthOptions) -> Result<(DType, Vec<u8>), SynthError> {
     let mut rng = rng_for(opts.seed, &t.name);
     let n: usize = t.dims.iter().product::<u64>() as usize;
-    let enc = |e: quant::QuantError| SynthError::Encode { name: t.name.clone(), problem: e.to_string() };
+    let enc = |e: quant::QuantError| SynthError::Encode {
+        name: t.name.clone(),
+        problem: e.to_string(),
+    };
     match t.kind {
         TensorKind::Norm => {
             let vals: Vec<f32> = (0..n).map(|_| 1.0 + rng.gen_range(-0.1f32..0.1)).collect();
-            Ok((DType::F32, vals.iter().flat_map(|v| v.to_le_bytes()).collect()))
+            Ok((
+                DType::F32,
+                vals.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ))
         }
         TensorKind::Embedding => {
             let vals: Vec<f32> = (0..n).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
@@ -227,7 +282,8 @@ fn make_tensor(t: &TensorPlan, opts: &SynthOptions) -> Result<(DType, Vec<u8>), 
             let data = match opts.ternary_type {
                 DType::I2S => i2s::encode(&codes, scale),
                 dtype => {
-                    let row_bytes = dtype.row_bytes(ne0 as u64).expect("checked block multiple") as usize;
+                    let row_bytes =
+                        dtype.row_bytes(ne0 as u64).expect("checked block multiple") as usize;
                     let scales = vec![f16::from_f32(scale); ne0 / 256];
                     let mut out = vec![0u8; row_bytes * (n / ne0)];
                     for (row, dst) in codes.chunks(ne0).zip(out.chunks_mut(row_bytes)) {

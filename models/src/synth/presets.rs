@@ -61,9 +61,33 @@ impl Preset {
             ArchFamily::BitNet => 10_000.0,
         };
         match self {
-            Preset::Tiny => HParams { n_embd: 256, n_ff: 512, n_layer: 2, n_head: 4, n_head_kv: 2, n_ctx: 2048, rope_base },
-            Preset::Large => HParams { n_embd: 1536, n_ff: 4096, n_layer: 24, n_head: 16, n_head_kv: 16, n_ctx: 2048, rope_base },
-            Preset::B2B4T => HParams { n_embd: 2560, n_ff: 6912, n_layer: 30, n_head: 20, n_head_kv: 5, n_ctx: 4096, rope_base },
+            Preset::Tiny => HParams {
+                n_embd: 256,
+                n_ff: 512,
+                n_layer: 2,
+                n_head: 4,
+                n_head_kv: 2,
+                n_ctx: 2048,
+                rope_base,
+            },
+            Preset::Large => HParams {
+                n_embd: 1536,
+                n_ff: 4096,
+                n_layer: 24,
+                n_head: 16,
+                n_head_kv: 16,
+                n_ctx: 2048,
+                rope_base,
+            },
+            Preset::B2B4T => HParams {
+                n_embd: 2560,
+                n_ff: 6912,
+                n_layer: 30,
+                n_head: 20,
+                n_head_kv: 5,
+                n_ctx: 4096,
+                rope_base,
+            },
         }
     }
 }

@@ -21,7 +21,9 @@ fn byte_table() -> &'static Tables {
         let mut inv = HashMap::with_capacity(256);
         let mut n = 0u32;
         for b in 0..=255u8 {
-            let keep = (b'!'..=b'~').contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+            let keep = (b'!'..=b'~').contains(&b)
+                || (0xA1..=0xAC).contains(&b)
+                || (0xAE..=0xFF).contains(&b);
             let c = if keep {
                 b as char
             } else {
@@ -82,17 +84,26 @@ impl Bpe {
                 .skip(1)
                 .find(|&(_, c)| c == ' ')
                 .map(|(i, _)| i)
-                .ok_or_else(|| TokenizerError::MalformedMerge { rank, merge: m.clone() })?;
-            let (l, r) = (&m[..pos], &m[pos + 1..]);
-            if r.is_empty() {
-                return Err(TokenizerError::MalformedMerge { rank, merge: m.clone() });
-            }
-            let lookup = |t: &str| {
-                token_to_id.get(t).copied().ok_or_else(|| TokenizerError::MergeMissingToken {
+                .ok_or_else(|| TokenizerError::MalformedMerge {
                     rank,
                     merge: m.clone(),
-                    token: t.to_string(),
-                })
+                })?;
+            let (l, r) = (&m[..pos], &m[pos + 1..]);
+            if r.is_empty() {
+                return Err(TokenizerError::MalformedMerge {
+                    rank,
+                    merge: m.clone(),
+                });
+            }
+            let lookup = |t: &str| {
+                token_to_id
+                    .get(t)
+                    .copied()
+                    .ok_or_else(|| TokenizerError::MergeMissingToken {
+                        rank,
+                        merge: m.clone(),
+                        token: t.to_string(),
+                    })
             };
             let (li, ri) = (lookup(l)?, lookup(r)?);
             let merged = lookup(&format!("{l}{r}"))?;
@@ -101,13 +112,24 @@ impl Bpe {
         }
         let mut byte_ids = [None; 256];
         for (b, slot) in byte_ids.iter_mut().enumerate() {
-            *slot = token_to_id.get(byte_to_char(b as u8).to_string().as_str()).copied();
+            *slot = token_to_id
+                .get(byte_to_char(b as u8).to_string().as_str())
+                .copied();
         }
-        Ok(Bpe { merges: table, byte_ids, ignore_merges })
+        Ok(Bpe {
+            merges: table,
+            byte_ids,
+            ignore_merges,
+        })
     }
 
     /// Encodes one pre-split word (raw bytes), appending ids to `out`.
-    pub(crate) fn encode_word(&self, word: &[u8], token_to_id: &HashMap<String, u32>, out: &mut Vec<u32>) {
+    pub(crate) fn encode_word(
+        &self,
+        word: &[u8],
+        token_to_id: &HashMap<String, u32>,
+        out: &mut Vec<u32>,
+    ) {
         if word.is_empty() {
             return;
         }
@@ -182,7 +204,11 @@ mod tests {
 
     fn vocab(tokens: &[&str]) -> (Vec<String>, HashMap<String, u32>) {
         let t: Vec<String> = tokens.iter().map(|s| s.to_string()).collect();
-        let m = t.iter().enumerate().map(|(i, s)| (s.clone(), i as u32)).collect();
+        let m = t
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.clone(), i as u32))
+            .collect();
         (t, m)
     }
 
@@ -214,8 +240,17 @@ mod tests {
     #[test]
     fn tokenizer_bpe_merge_errors() {
         let (t, m) = vocab(&["a", "b", "ab"]);
-        assert!(matches!(Bpe::new(&t, &m, &["a c".into()], false), Err(TokenizerError::MergeMissingToken { .. })));
-        assert!(matches!(Bpe::new(&t, &m, &["b a".into()], false), Err(TokenizerError::MergeMissingToken { .. })));
-        assert!(matches!(Bpe::new(&t, &m, &["ab".into()], false), Err(TokenizerError::MalformedMerge { .. })));
+        assert!(matches!(
+            Bpe::new(&t, &m, &["a c".into()], false),
+            Err(TokenizerError::MergeMissingToken { .. })
+        ));
+        assert!(matches!(
+            Bpe::new(&t, &m, &["b a".into()], false),
+            Err(TokenizerError::MergeMissingToken { .. })
+        ));
+        assert!(matches!(
+            Bpe::new(&t, &m, &["ab".into()], false),
+            Err(TokenizerError::MalformedMerge { .. })
+        ));
     }
 }

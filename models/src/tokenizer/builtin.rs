@@ -12,8 +12,13 @@ use super::{token_type, PreSplit, TokenizerError, TokenizerSpec};
 pub const CORPUS: &str = include_str!("corpus.txt");
 
 /// Control tokens of the byte-level vocabulary, in id order after the merges.
-pub const BPE_CONTROL_TOKENS: [&str; 5] =
-    ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"];
+pub const BPE_CONTROL_TOKENS: [&str; 5] = [
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+];
 
 /// Chat template stored with the byte-level vocabulary. Like the placeholder the BitNet
 /// converter writes, it contains `BITNET`, so the fork's formatter is selected.
@@ -25,9 +30,17 @@ pub const BITNET_CHAT_TEMPLATE: &str = "{% for message in messages %}{% if loop.
 /// Learns up to `n_merges` merges on `words` (symbol sequences with counts). Each step merges
 /// the most frequent adjacent pair (ties: the smallest pair of ids). `texts` holds the symbol
 /// strings and grows with each new symbol; returns the merges as (left, right) ids.
-fn train(words: &mut [(Vec<u32>, u64)], texts: &mut Vec<String>, n_merges: usize) -> Vec<(u32, u32)> {
+fn train(
+    words: &mut [(Vec<u32>, u64)],
+    texts: &mut Vec<String>,
+    n_merges: usize,
+) -> Vec<(u32, u32)> {
     let mut merges = Vec::new();
-    let mut index: HashMap<String, u32> = texts.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
+    let mut index: HashMap<String, u32> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i as u32))
+        .collect();
     while merges.len() < n_merges {
         let mut counts: HashMap<(u32, u32), u64> = HashMap::new();
         for (w, c) in words.iter() {
@@ -35,7 +48,10 @@ fn train(words: &mut [(Vec<u32>, u64)], texts: &mut Vec<String>, n_merges: usize
                 *counts.entry((p[0], p[1])).or_default() += c;
             }
         }
-        let Some((&best, _)) = counts.iter().max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0))) else {
+        let Some((&best, _)) = counts
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
+        else {
             break; // every word is a single symbol
         };
         let text = format!("{}{}", texts[best.0 as usize], texts[best.1 as usize]);
@@ -67,7 +83,10 @@ fn train(words: &mut [(Vec<u32>, u64)], texts: &mut Vec<String>, n_merges: usize
 /// the `default` rules), then the control tokens [`BPE_CONTROL_TOKENS`], then
 /// `<|reserved_special_token_N|>` control tokens up to exactly `n_vocab` entries. Training stops
 /// early if the corpus runs out of pairs. Errors if `n_vocab` is too small.
-pub fn byte_level_bpe_spec(n_vocab: usize, n_merges: usize) -> Result<TokenizerSpec, TokenizerError> {
+pub fn byte_level_bpe_spec(
+    n_vocab: usize,
+    n_merges: usize,
+) -> Result<TokenizerSpec, TokenizerError> {
     let needed = 256 + n_merges + BPE_CONTROL_TOKENS.len();
     if n_vocab < needed {
         return Err(TokenizerError::VocabTooSmall { needed, n_vocab });
@@ -77,11 +96,15 @@ pub fn byte_level_bpe_spec(n_vocab: usize, n_merges: usize) -> Result<TokenizerS
     for w in Splitter::new(PreSplit::Default).split(CORPUS) {
         *counts.entry(w).or_default() += 1;
     }
-    let mut words: Vec<(Vec<u32>, u64)> =
-        counts.into_iter().map(|(w, c)| (w.bytes().map(u32::from).collect(), c)).collect();
+    let mut words: Vec<(Vec<u32>, u64)> = counts
+        .into_iter()
+        .map(|(w, c)| (w.bytes().map(u32::from).collect(), c))
+        .collect();
     let merges = train(&mut words, &mut texts, n_merges);
-    let merges: Vec<String> =
-        merges.iter().map(|&(a, b)| format!("{} {}", texts[a as usize], texts[b as usize])).collect();
+    let merges: Vec<String> = merges
+        .iter()
+        .map(|&(a, b)| format!("{} {}", texts[a as usize], texts[b as usize]))
+        .collect();
 
     let mut tokens = texts;
     let mut types = vec![token_type::NORMAL; tokens.len()];
@@ -96,7 +119,16 @@ pub fn byte_level_bpe_spec(n_vocab: usize, n_merges: usize) -> Result<TokenizerS
         types.push(token_type::CONTROL);
         n += 1;
     }
-    let scores = types.iter().map(|&t| if t == token_type::CONTROL { -1000.0 } else { 0.0 }).collect();
+    let scores = types
+        .iter()
+        .map(|&t| {
+            if t == token_type::CONTROL {
+                -1000.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
     Ok(TokenizerSpec {
         model: "gpt2".into(),
         pre: None,
@@ -122,7 +154,10 @@ pub fn byte_level_bpe_spec(n_vocab: usize, n_merges: usize) -> Result<TokenizerS
 /// BPE on the corpus' whitespace-separated words written `▁word` (scores 0, −1, −2, … in merge
 /// order), then every single character of the corpus (lower scores), then `<unused_N>` unused
 /// tokens up to `n_vocab`. `add_space_prefix` and `add_bos` are true.
-pub fn sentencepiece_spec(n_vocab: usize, n_pieces: usize) -> Result<TokenizerSpec, TokenizerError> {
+pub fn sentencepiece_spec(
+    n_vocab: usize,
+    n_pieces: usize,
+) -> Result<TokenizerSpec, TokenizerError> {
     // characters, most frequent first
     let mut char_counts: BTreeMap<char, u64> = BTreeMap::new();
     char_counts.insert('▁', 0);
@@ -142,9 +177,15 @@ pub fn sentencepiece_spec(n_vocab: usize, n_pieces: usize) -> Result<TokenizerSp
     }
     let mut texts: Vec<String> = chars.iter().map(|(c, _)| c.to_string()).collect();
     let n_chars = texts.len();
-    let char_id: HashMap<char, u32> = chars.iter().enumerate().map(|(i, (c, _))| (*c, i as u32)).collect();
-    let mut words: Vec<(Vec<u32>, u64)> =
-        word_counts.into_iter().map(|(w, c)| (w.chars().map(|c| char_id[&c]).collect(), c)).collect();
+    let char_id: HashMap<char, u32> = chars
+        .iter()
+        .enumerate()
+        .map(|(i, (c, _))| (*c, i as u32))
+        .collect();
+    let mut words: Vec<(Vec<u32>, u64)> = word_counts
+        .into_iter()
+        .map(|(w, c)| (w.chars().map(|c| char_id[&c]).collect(), c))
+        .collect();
     let merges = train(&mut words, &mut texts, n_pieces);
     // merged pieces in learning order (a merge may re-create an existing piece: skip those)
     let mut pieces: Vec<String> = Vec::new();
@@ -156,7 +197,11 @@ pub fn sentencepiece_spec(n_vocab: usize, n_pieces: usize) -> Result<TokenizerSp
     }
 
     let mut tokens: Vec<String> = vec!["<unk>".into(), "<s>".into(), "</s>".into()];
-    let mut types = vec![token_type::UNKNOWN, token_type::CONTROL, token_type::CONTROL];
+    let mut types = vec![
+        token_type::UNKNOWN,
+        token_type::CONTROL,
+        token_type::CONTROL,
+    ];
     let mut scores = vec![0.0f32; 3];
     for b in 0..=255u32 {
         tokens.push(format!("<0x{b:02X}>"));
@@ -210,11 +255,17 @@ mod tests {
         assert_eq!(a.tokens.len(), 1024);
         assert_eq!(a.merges.len(), 500);
         assert_eq!(a, byte_level_bpe_spec(1024, 500).unwrap());
-        assert!(matches!(byte_level_bpe_spec(700, 500), Err(TokenizerError::VocabTooSmall { .. })));
+        assert!(matches!(
+            byte_level_bpe_spec(700, 500),
+            Err(TokenizerError::VocabTooSmall { .. })
+        ));
         let s = sentencepiece_spec(1024, 300).unwrap();
         assert_eq!(s.tokens.len(), 1024);
         assert_eq!(s.tokens[3], "<0x00>");
         assert_eq!(s, sentencepiece_spec(1024, 300).unwrap());
-        assert!(matches!(sentencepiece_spec(400, 300), Err(TokenizerError::VocabTooSmall { .. })));
+        assert!(matches!(
+            sentencepiece_spec(400, 300),
+            Err(TokenizerError::VocabTooSmall { .. })
+        ));
     }
 }

@@ -12,7 +12,10 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        ChatMessage { role: role.into(), content: content.into() }
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        }
     }
 }
 
@@ -45,7 +48,11 @@ impl ChatFormat {
         let c = &msg.content;
         match self {
             ChatFormat::Llama3 => {
-                format!("<|start_header_id|>{}<|end_header_id|>\n\n{}<|eot_id|>", msg.role, c.trim())
+                format!(
+                    "<|start_header_id|>{}<|end_header_id|>\n\n{}<|eot_id|>",
+                    msg.role,
+                    c.trim()
+                )
             }
             ChatFormat::BitNet | ChatFormat::Generic => {
                 let end = match self {
@@ -75,5 +82,8 @@ fn end_of_turn_text(tok: &Tokenizer) -> String {
     if tok.token_id("<|eot_id|>").is_some() {
         return "<|eot_id|>".to_string();
     }
-    tok.eos_id().and_then(|id| tok.token_text(id)).unwrap_or("").to_string()
+    tok.eos_id()
+        .and_then(|id| tok.token_text(id))
+        .unwrap_or("")
+        .to_string()
 }

@@ -14,7 +14,11 @@ fn has_llama3_split(v: &Value) -> bool {
     match v {
         Value::Object(m) => {
             if m.get("type").and_then(Value::as_str) == Some("Split") {
-                if let Some(p) = m.get("pattern").and_then(|p| p.get("Regex")).and_then(Value::as_str) {
+                if let Some(p) = m
+                    .get("pattern")
+                    .and_then(|p| p.get("Regex"))
+                    .and_then(Value::as_str)
+                {
                     if p == LLAMA3_PATTERN {
                         return true;
                     }
@@ -34,24 +38,43 @@ fn has_llama3_split(v: &Value) -> bool {
 /// `<|eot_id|>` when present. Ids must be contiguous from 0.
 pub fn spec_from_hf_tokenizer_json(json: &str) -> Result<TokenizerSpec, TokenizerError> {
     let root: Value = serde_json::from_str(json).map_err(|e| err(format!("not JSON: {e}")))?;
-    let model = root.get("model").ok_or_else(|| err("no \"model\" section"))?;
+    let model = root
+        .get("model")
+        .ok_or_else(|| err("no \"model\" section"))?;
     let ty = model.get("type").and_then(Value::as_str).unwrap_or("BPE");
     if ty != "BPE" {
-        return Err(err(format!("model type {ty:?} is not supported (only BPE)")));
+        return Err(err(format!(
+            "model type {ty:?} is not supported (only BPE)"
+        )));
     }
-    let vocab = model.get("vocab").and_then(Value::as_object).ok_or_else(|| err("model.vocab is not an object"))?;
+    let vocab = model
+        .get("vocab")
+        .and_then(Value::as_object)
+        .ok_or_else(|| err("model.vocab is not an object"))?;
     let mut entries: Vec<(u32, String, i32)> = Vec::with_capacity(vocab.len() + 256);
     for (text, id) in vocab {
-        let id = id.as_u64().filter(|&i| i <= u32::MAX as u64).ok_or_else(|| err(format!("bad id for {text:?}")))?;
+        let id = id
+            .as_u64()
+            .filter(|&i| i <= u32::MAX as u64)
+            .ok_or_else(|| err(format!("bad id for {text:?}")))?;
         entries.push((id as u32, text.clone(), token_type::NORMAL));
     }
     if let Some(added) = root.get("added_tokens").and_then(Value::as_array) {
         for a in added {
-            let id = a.get("id").and_then(Value::as_u64).ok_or_else(|| err("added token without id"))? as u32;
-            let content =
-                a.get("content").and_then(Value::as_str).ok_or_else(|| err("added token without content"))?;
+            let id = a
+                .get("id")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| err("added token without id"))? as u32;
+            let content = a
+                .get("content")
+                .and_then(Value::as_str)
+                .ok_or_else(|| err("added token without content"))?;
             let special = a.get("special").and_then(Value::as_bool).unwrap_or(false);
-            let ty = if special { token_type::CONTROL } else { token_type::USER_DEFINED };
+            let ty = if special {
+                token_type::CONTROL
+            } else {
+                token_type::USER_DEFINED
+            };
             entries.push((id, content.to_string(), ty));
         }
     }
@@ -62,14 +85,20 @@ pub fn spec_from_hf_tokenizer_json(json: &str) -> Result<TokenizerSpec, Tokenize
         let id = id as usize;
         if id < tokens.len() {
             if tokens[id] != text {
-                return Err(err(format!("id {id} is both {:?} and {text:?}", tokens[id])));
+                return Err(err(format!(
+                    "id {id} is both {:?} and {text:?}",
+                    tokens[id]
+                )));
             }
             types[id] = ty; // an added token re-declaring a vocab entry sets its type
         } else if id == tokens.len() {
             tokens.push(text);
             types.push(ty);
         } else {
-            return Err(err(format!("token ids are not contiguous: id {} is missing", tokens.len())));
+            return Err(err(format!(
+                "token ids are not contiguous: id {} is missing",
+                tokens.len()
+            )));
         }
     }
     if tokens.is_empty() {
@@ -98,8 +127,20 @@ pub fn spec_from_hf_tokenizer_json(json: &str) -> Result<TokenizerSpec, Tokenize
     let eos_id = find("<|end_of_text|>");
     let eot_id = find("<|eot_id|>");
     let eom_id = find("<|eom_id|>");
-    let pre = root.get("pre_tokenizer").filter(|p| has_llama3_split(p)).map(|_| "llama-bpe".to_string());
-    let scores = types.iter().map(|&t| if t == token_type::NORMAL { 0.0 } else { -1000.0 }).collect();
+    let pre = root
+        .get("pre_tokenizer")
+        .filter(|p| has_llama3_split(p))
+        .map(|_| "llama-bpe".to_string());
+    let scores = types
+        .iter()
+        .map(|&t| {
+            if t == token_type::NORMAL {
+                0.0
+            } else {
+                -1000.0
+            }
+        })
+        .collect();
     Ok(TokenizerSpec {
         model: "gpt2".into(),
         pre,

@@ -113,15 +113,27 @@ pub enum TokenizerError {
     #[error("the tokenizer has no tokens")]
     EmptyVocab,
     #[error("{what} has {got} entries but there are {n_vocab} tokens")]
-    LengthMismatch { what: &'static str, got: usize, n_vocab: usize },
+    LengthMismatch {
+        what: &'static str,
+        got: usize,
+        n_vocab: usize,
+    },
     #[error("{what} id {id} is out of range (vocabulary has {n_vocab} tokens)")]
-    IdOutOfRange { what: &'static str, id: u32, n_vocab: usize },
+    IdOutOfRange {
+        what: &'static str,
+        id: u32,
+        n_vocab: usize,
+    },
     #[error("token {id} has invalid token type {ty} (expected 1..=6)")]
     BadTokenType { id: usize, ty: i32 },
     #[error("merge #{rank} {merge:?} is malformed (expected \"left right\")")]
     MalformedMerge { rank: usize, merge: String },
     #[error("merge #{rank} {merge:?} references {token:?}, which is not in the vocabulary")]
-    MergeMissingToken { rank: usize, merge: String, token: String },
+    MergeMissingToken {
+        rank: usize,
+        merge: String,
+        token: String,
+    },
     #[error("{0} requires {1}")]
     Missing(&'static str, &'static str),
     #[error("vocabulary too small: {needed} entries are needed but n_vocab = {n_vocab}")]
@@ -132,8 +144,14 @@ pub enum TokenizerError {
 
 #[derive(Debug)]
 enum Kind {
-    Bpe { pre: PreSplit, splitter: presplit::Splitter, bpe: bpe::Bpe },
-    Spm { byte_ids: [Option<u32>; 256] },
+    Bpe {
+        pre: PreSplit,
+        splitter: presplit::Splitter,
+        bpe: bpe::Bpe,
+    },
+    Spm {
+        byte_ids: [Option<u32>; 256],
+    },
 }
 
 /// A ready tokenizer (`Send + Sync`; build once, share).
@@ -160,10 +178,24 @@ pub struct Tokenizer {
 }
 
 /// Token texts that end generation (forced to control type), §4.4.
-const EOG_TEXTS: [&str; 7] =
-    ["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>"];
+const EOG_TEXTS: [&str; 7] = [
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<|eom_id|>",
+    "<EOT>",
+];
 /// Texts auto-detected as the EOT token when `eot_token_id` is absent.
-const EOT_TEXTS: [&str; 6] = ["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<EOT>"];
+const EOT_TEXTS: [&str; 6] = [
+    "<|eot_id|>",
+    "<|im_end|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<|endoftext|>",
+    "<EOT>",
+];
 
 enum Fragment<'a> {
     Raw(&'a str),
@@ -173,7 +205,10 @@ enum Fragment<'a> {
 impl Tokenizer {
     /// Builds a tokenizer. `pre_override` forces the BPE pre-split instead of `spec.pre`
     /// (ignored for SentencePiece).
-    pub fn from_spec(spec: &TokenizerSpec, pre_override: Option<PreSplit>) -> Result<Tokenizer, TokenizerError> {
+    pub fn from_spec(
+        spec: &TokenizerSpec,
+        pre_override: Option<PreSplit>,
+    ) -> Result<Tokenizer, TokenizerError> {
         let n = spec.tokens.len();
         if n == 0 {
             return Err(TokenizerError::EmptyVocab);
@@ -185,7 +220,11 @@ impl Tokenizer {
         };
         let mut types = match &spec.token_types {
             Some(t) if t.len() != n => {
-                return Err(TokenizerError::LengthMismatch { what: "tokenizer.ggml.token_type", got: t.len(), n_vocab: n })
+                return Err(TokenizerError::LengthMismatch {
+                    what: "tokenizer.ggml.token_type",
+                    got: t.len(),
+                    n_vocab: n,
+                })
             }
             Some(t) => t.clone(),
             None => vec![token_type::NORMAL; n],
@@ -197,7 +236,11 @@ impl Tokenizer {
         }
         let scores = match &spec.scores {
             Some(s) if s.len() != n => {
-                return Err(TokenizerError::LengthMismatch { what: "tokenizer.ggml.scores", got: s.len(), n_vocab: n })
+                return Err(TokenizerError::LengthMismatch {
+                    what: "tokenizer.ggml.scores",
+                    got: s.len(),
+                    n_vocab: n,
+                })
             }
             Some(s) => s.clone(),
             None => vec![0.0; n],
@@ -209,11 +252,21 @@ impl Tokenizer {
         }
         let check = |what: &'static str, id: Option<u32>| -> Result<Option<u32>, TokenizerError> {
             match id {
-                Some(id) if id as usize >= n => Err(TokenizerError::IdOutOfRange { what, id, n_vocab: n }),
+                Some(id) if id as usize >= n => Err(TokenizerError::IdOutOfRange {
+                    what,
+                    id,
+                    n_vocab: n,
+                }),
                 other => Ok(other),
             }
         };
-        let default_id = |id: u32| if is_spm && (id as usize) < n { Some(id) } else { None };
+        let default_id = |id: u32| {
+            if is_spm && (id as usize) < n {
+                Some(id)
+            } else {
+                None
+            }
+        };
         let bos = check("BOS", spec.bos_id)?.or_else(|| default_id(1));
         let eos = check("EOS", spec.eos_id)?.or_else(|| default_id(2));
         let unk = check("UNK", spec.unk_id)?.or_else(|| default_id(0));
@@ -248,40 +301,67 @@ impl Tokenizer {
             })
         };
         // Defaults (SPM and Llama-3 add BOS) apply only when there is a BOS token.
-        let add_bos = spec.add_bos.unwrap_or((is_spm || pre == Some(PreSplit::Llama3)) && bos.is_some());
+        let add_bos = spec
+            .add_bos
+            .unwrap_or((is_spm || pre == Some(PreSplit::Llama3)) && bos.is_some());
         let add_eos = spec.add_eos.unwrap_or(false);
         let add_space_prefix = spec.add_space_prefix.unwrap_or(is_spm);
         if add_bos && bos.is_none() {
-            return Err(TokenizerError::Missing("add_bos_token = true", "a BOS token id"));
+            return Err(TokenizerError::Missing(
+                "add_bos_token = true",
+                "a BOS token id",
+            ));
         }
         if add_eos && eos.is_none() {
-            return Err(TokenizerError::Missing("add_eos_token = true", "an EOS token id"));
+            return Err(TokenizerError::Missing(
+                "add_eos_token = true",
+                "an EOS token id",
+            ));
         }
 
         let mut specials: Vec<u32> = (0..n as u32)
             .filter(|&id| {
                 let ty = types[id as usize];
-                matches!(ty, token_type::CONTROL | token_type::USER_DEFINED | token_type::UNKNOWN)
-                    && !spec.tokens[id as usize].is_empty()
+                matches!(
+                    ty,
+                    token_type::CONTROL | token_type::USER_DEFINED | token_type::UNKNOWN
+                ) && !spec.tokens[id as usize].is_empty()
             })
             .collect();
-        specials.sort_by(|&a, &b| spec.tokens[b as usize].len().cmp(&spec.tokens[a as usize].len()).then(a.cmp(&b)));
+        specials.sort_by(|&a, &b| {
+            spec.tokens[b as usize]
+                .len()
+                .cmp(&spec.tokens[a as usize].len())
+                .then(a.cmp(&b))
+        });
 
         let kind = match pre {
             Some(pre) => {
-                let bpe = bpe::Bpe::new(&spec.tokens, &token_to_id, &spec.merges, pre == PreSplit::Llama3)?;
-                Kind::Bpe { pre, splitter: presplit::Splitter::new(pre), bpe }
+                let bpe = bpe::Bpe::new(
+                    &spec.tokens,
+                    &token_to_id,
+                    &spec.merges,
+                    pre == PreSplit::Llama3,
+                )?;
+                Kind::Bpe {
+                    pre,
+                    splitter: presplit::Splitter::new(pre),
+                    bpe,
+                }
             }
             None => {
                 let mut byte_ids = [None; 256];
                 for (b, slot) in byte_ids.iter_mut().enumerate() {
-                    *slot = token_to_id.get(&format!("<0x{b:02X}>")).copied().or_else(|| {
-                        if b < 128 {
-                            token_to_id.get(&(b as u8 as char).to_string()).copied()
-                        } else {
-                            None
-                        }
-                    });
+                    *slot = token_to_id
+                        .get(&format!("<0x{b:02X}>"))
+                        .copied()
+                        .or_else(|| {
+                            if b < 128 {
+                                token_to_id.get(&(b as u8 as char).to_string()).copied()
+                            } else {
+                                None
+                            }
+                        });
                 }
                 Kind::Spm { byte_ids }
             }
@@ -320,7 +400,10 @@ impl Tokenizer {
                 continue;
             }
             let pat = self.tokens[id as usize].as_str();
-            if !frags.iter().any(|f| matches!(f, Fragment::Raw(r) if r.contains(pat))) {
+            if !frags
+                .iter()
+                .any(|f| matches!(f, Fragment::Raw(r) if r.contains(pat)))
+            {
                 continue;
             }
             let mut next = Vec::with_capacity(frags.len() + 2);
@@ -384,7 +467,14 @@ impl Tokenizer {
                             for c in r.chars() {
                                 s.push(if c == ' ' { '▁' } else { c });
                             }
-                            spm::encode(&s, &self.token_to_id, &self.scores, byte_ids, self.unk, &mut out);
+                            spm::encode(
+                                &s,
+                                &self.token_to_id,
+                                &self.scores,
+                                byte_ids,
+                                self.unk,
+                                &mut out,
+                            );
                             prev_special = false;
                         }
                     }
@@ -399,7 +489,9 @@ impl Tokenizer {
 
     /// Raw bytes of one token: empty for control, unknown (BPE), unused and out-of-range ids.
     pub fn token_bytes(&self, id: u32) -> Vec<u8> {
-        let Some(text) = self.tokens.get(id as usize) else { return Vec::new() };
+        let Some(text) = self.tokens.get(id as usize) else {
+            return Vec::new();
+        };
         let ty = self.types[id as usize];
         match &self.kind {
             Kind::Bpe { .. } => match ty {
@@ -410,7 +502,9 @@ impl Tokenizer {
             Kind::Spm { .. } => match ty {
                 token_type::NORMAL => text.replace('▁', " ").into_bytes(),
                 token_type::USER_DEFINED => text.as_bytes().to_vec(),
-                token_type::BYTE => spm::parse_byte_token(text).map(|b| vec![b]).unwrap_or_default(),
+                token_type::BYTE => spm::parse_byte_token(text)
+                    .map(|b| vec![b])
+                    .unwrap_or_default(),
                 token_type::UNKNOWN => "\u{2585}".as_bytes().to_vec(),
                 _ => Vec::new(),
             },
@@ -581,10 +675,12 @@ mod tests {
     use super::*;
 
     fn tiny_bpe(pre: Option<&str>) -> TokenizerSpec {
-        builtin::byte_level_bpe_spec(600, 200).map(|mut s| {
-            s.pre = pre.map(str::to_string);
-            s
-        }).unwrap()
+        builtin::byte_level_bpe_spec(600, 200)
+            .map(|mut s| {
+                s.pre = pre.map(str::to_string);
+                s
+            })
+            .unwrap()
     }
 
     #[test]
@@ -616,7 +712,10 @@ mod tests {
         let t = Tokenizer::from_spec(&tiny_bpe(None), None).unwrap();
         let mut d = StreamDecoder::new();
         // "é" = C3 A9 as two single-byte tokens
-        let ids: Vec<u32> = "é".bytes().map(|b| t.token_id(&bpe::bytes_to_unicode(&[b])).unwrap()).collect();
+        let ids: Vec<u32> = "é"
+            .bytes()
+            .map(|b| t.token_id(&bpe::bytes_to_unicode(&[b])).unwrap())
+            .collect();
         assert_eq!(d.push(&t, ids[0]), "");
         assert_eq!(d.push(&t, ids[1]), "é");
         assert_eq!(d.push(&t, ids[0]), "");

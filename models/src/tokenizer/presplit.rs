@@ -9,14 +9,14 @@ use super::PreSplit;
 /// `default`, pass 1: runs of punctuation or `$ + < = > ^ ~ |`.
 pub(crate) const DEFAULT_PASS1: &str = r"[\p{P}\$\+<=>\^~\|]+";
 /// `default`, pass 2: the GPT-2 rules (plus the trailing plain `\s+` of the hand-written splitter).
-pub(crate) const DEFAULT_PASS2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
+pub(crate) const DEFAULT_PASS2: &str =
+    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
 /// `default`, pass 3: runs of Unicode digits.
 pub(crate) const DEFAULT_PASS3: &str = r"\p{N}+";
 /// `default`, pass 4: groups of three ASCII digits from the left.
 pub(crate) const DEFAULT_PASS4: &str = r"[0-9][0-9][0-9]";
 /// The Llama-3 pattern (`llama-bpe`).
-pub const LLAMA3_PATTERN: &str =
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+pub const LLAMA3_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 #[derive(Debug)]
 pub(crate) struct Splitter {
@@ -29,7 +29,10 @@ impl Splitter {
             PreSplit::Default => &[DEFAULT_PASS1, DEFAULT_PASS2, DEFAULT_PASS3, DEFAULT_PASS4],
             PreSplit::Llama3 => &[LLAMA3_PATTERN],
         };
-        let passes = pats.iter().map(|p| Regex::new(p).expect("built-in pre-split pattern compiles")).collect();
+        let passes = pats
+            .iter()
+            .map(|p| Regex::new(p).expect("built-in pre-split pattern compiles"))
+            .collect();
         Splitter { passes }
     }
 
@@ -65,7 +68,11 @@ mod tests {
     use super::*;
 
     fn split(pre: PreSplit, s: &str) -> Vec<String> {
-        Splitter::new(pre).split(s).into_iter().map(str::to_string).collect()
+        Splitter::new(pre)
+            .split(s)
+            .into_iter()
+            .map(str::to_string)
+            .collect()
     }
 
     #[test]

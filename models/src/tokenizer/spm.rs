@@ -18,7 +18,9 @@ impl Eq for Bigram {}
 impl Ord for Bigram {
     fn cmp(&self, o: &Self) -> Ordering {
         // max-heap: higher score first, then the smaller left index
-        self.score.total_cmp(&o.score).then_with(|| o.left.cmp(&self.left))
+        self.score
+            .total_cmp(&o.score)
+            .then_with(|| o.left.cmp(&self.left))
     }
 }
 
@@ -52,7 +54,9 @@ pub(crate) fn encode(
     // symbols: byte ranges [start, start+len)
     let starts: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
     let n = starts.len();
-    let mut len: Vec<usize> = (0..n).map(|i| starts.get(i + 1).copied().unwrap_or(text.len()) - starts[i]).collect();
+    let mut len: Vec<usize> = (0..n)
+        .map(|i| starts.get(i + 1).copied().unwrap_or(text.len()) - starts[i])
+        .collect();
     let mut next: Vec<usize> = (1..=n).collect();
     let mut prev: Vec<usize> = (0..n).map(|i| i.wrapping_sub(1)).collect();
     let mut heap = BinaryHeap::new();
@@ -60,7 +64,12 @@ pub(crate) fn encode(
         let size = len[l] + len[r];
         let s = &text[starts[l]..starts[l] + size];
         if let Some(&id) = token_to_id.get(s) {
-            heap.push(Bigram { score: scores[id as usize], left: l, right: r, size });
+            heap.push(Bigram {
+                score: scores[id as usize],
+                left: l,
+                right: r,
+                size,
+            });
         }
     };
     for i in 1..n {
@@ -109,7 +118,11 @@ mod tests {
     #[test]
     fn tokenizer_spm_score_priority() {
         let toks = ["▁", "a", "b", "ab", "▁a", "▁ab"];
-        let map: HashMap<String, u32> = toks.iter().enumerate().map(|(i, t)| (t.to_string(), i as u32)).collect();
+        let map: HashMap<String, u32> = toks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.to_string(), i as u32))
+            .collect();
         let mut byte_ids = [None; 256];
         for (b, slot) in byte_ids.iter_mut().enumerate() {
             *slot = Some(100 + b as u32);

@@ -15,7 +15,9 @@ use rayon::prelude::*;
 
 use crate::error::RuntimeError;
 use crate::kv_cache::KvCache;
-use numerics::{code_dot, dot_f32, quantize_row, rms_norm, rope_neox, softmax, ternary_output, QuantizedRow};
+use numerics::{
+    code_dot, dot_f32, quantize_row, rms_norm, rope_neox, softmax, ternary_output, QuantizedRow,
+};
 use weights::{table_row, RowScale, TernaryMatrix};
 
 /// Which positions of a batch need logits.
@@ -78,7 +80,10 @@ impl ReferenceBackend {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .build()
-            .map_err(|e| RuntimeError::Threads { threads, problem: e.to_string() })?;
+            .map_err(|e| RuntimeError::Threads {
+                threads,
+                problem: e.to_string(),
+            })?;
         let mut last_use = vec![0; graph.nodes.len()];
         for (i, node) in graph.nodes.iter().enumerate() {
             for input in node.op.inputs() {
@@ -86,7 +91,11 @@ impl ReferenceBackend {
             }
         }
         last_use[graph.output.0 as usize] = usize::MAX;
-        Ok(ReferenceBackend { graph, pool, last_use })
+        Ok(ReferenceBackend {
+            graph,
+            pool,
+            last_use,
+        })
     }
 
     /// The graph being executed.
@@ -98,12 +107,19 @@ impl ReferenceBackend {
     pub fn new_session(&self, n_ctx: usize) -> Session {
         let info = &self.graph.info;
         let cap = n_ctx.min(info.n_ctx as usize).max(1);
-        Session { kv: KvCache::new(info.n_kv_layers as usize, info.kv_width as usize, cap) }
+        Session {
+            kv: KvCache::new(info.n_kv_layers as usize, info.kv_width as usize, cap),
+        }
     }
 
     /// Evaluates `tokens` at the next positions of `session` and returns logits
     /// (`n_vocab` per selected token, row-major).
-    pub fn forward(&self, session: &mut Session, tokens: &[u32], want: LogitsFor) -> Result<Vec<f32>, RuntimeError> {
+    pub fn forward(
+        &self,
+        session: &mut Session,
+        tokens: &[u32],
+        want: LogitsFor,
+    ) -> Result<Vec<f32>, RuntimeError> {
         if tokens.is_empty() {
             return Err(RuntimeError::EmptyBatch);
         }
@@ -114,7 +130,10 @@ impl ReferenceBackend {
         let start = session.kv.len();
         let needed = start + tokens.len();
         if needed > session.kv.capacity() {
-            return Err(RuntimeError::ContextFull { n_ctx: session.kv.capacity(), needed });
+            return Err(RuntimeError::ContextFull {
+                n_ctx: session.kv.capacity(),
+                needed,
+            });
         }
         let result = self.pool.install(|| self.run(session, tokens, want));
         match result {
@@ -129,14 +148,23 @@ impl ReferenceBackend {
         }
     }
 
-    fn run(&self, session: &mut Session, tokens: &[u32], want: LogitsFor) -> Result<Vec<f32>, RuntimeError> {
+    fn run(
+        &self,
+        session: &mut Session,
+        tokens: &[u32],
+        want: LogitsFor,
+    ) -> Result<Vec<f32>, RuntimeError> {
         let g = &*self.graph;
         let t_count = tokens.len();
         let n_past = session.kv.len();
         let mut values: Vec<Option<Buf>> = (0..g.nodes.len()).map(|_| None).collect();
         for (i, node) in g.nodes.iter().enumerate() {
             let width = node.ty.width as usize;
-            let get = |id: ValueId| values[id.0 as usize].as_ref().expect("operands are computed before use");
+            let get = |id: ValueId| {
+                values[id.0 as usize]
+                    .as_ref()
+                    .expect("operands are computed before use")
+            };
             let out = match &node.op {
                 Op::Embedding { table } => {
                     let w = g.weight(*table);
@@ -154,10 +182,20 @@ impl ReferenceBackend {
                     }
                     Buf::F32(out)
                 }
-                Op::QuantizeActivation { x } => Buf::Q8(get(*x).f32().chunks(width).map(quantize_row).collect()),
-                Op::TernaryLinear { x, weight, out_scale } => {
+                Op::QuantizeActivation { x } => {
+                    Buf::Q8(get(*x).f32().chunks(width).map(quantize_row).collect())
+                }
+                Op::TernaryLinear {
+                    x,
+                    weight,
+                    out_scale,
+                } => {
                     let scale = out_scale.map(|s| weight_f32(g.weight(s))[0]);
-                    Buf::F32(ternary_linear(&TernaryMatrix::new(g.weight(*weight))?, get(*x).q8(), scale)?)
+                    Buf::F32(ternary_linear(
+                        &TernaryMatrix::new(g.weight(*weight))?,
+                        get(*x).q8(),
+                        scale,
+                    )?)
                 }
                 Op::AddBias { x, bias } => {
                     let b = weight_f32(g.weight(*bias));
@@ -167,7 +205,12 @@ impl ReferenceBackend {
                     }
                     Buf::F32(out)
                 }
-                Op::Rope { x, head_dim, freq_base, .. } => {
+                Op::Rope {
+                    x,
+                    head_dim,
+                    freq_base,
+                    ..
+                } => {
                     let mut out = get(*x).f32().to_vec();
                     for (t, row) in out.chunks_mut(width).enumerate() {
                         for head in row.chunks_mut(*head_dim as usize) {
@@ -176,10 +219,22 @@ impl ReferenceBackend {
                     }
                     Buf::F32(out)
                 }
-                Op::Attention { q, k, v, layer, n_head, n_head_kv, head_dim } => {
+                Op::Attention {
+                    q,
+                    k,
+                    v,
+                    layer,
+                    n_head,
+                    n_head_kv,
+                    head_dim,
+                } => {
                     let layer = *layer as usize;
                     session.kv.append(layer, get(*k).f32(), get(*v).f32());
-                    let shape = AttentionShape { n_head: *n_head as usize, n_head_kv: *n_head_kv as usize, head_dim: *head_dim as usize };
+                    let shape = AttentionShape {
+                        n_head: *n_head as usize,
+                        n_head_kv: *n_head_kv as usize,
+                        head_dim: *head_dim as usize,
+                    };
                     Buf::F32(attention(&session.kv, layer, get(*q).f32(), n_past, shape))
                 }
                 Op::GatedActivation { gate, up, act } => {
@@ -187,9 +242,23 @@ impl ReferenceBackend {
                         Activation::Relu2 => numerics::relu2_gate,
                         Activation::Silu => numerics::silu_gate,
                     };
-                    Buf::F32(get(*gate).f32().iter().zip(get(*up).f32()).map(|(&g, &u)| f(g, u)).collect())
+                    Buf::F32(
+                        get(*gate)
+                            .f32()
+                            .iter()
+                            .zip(get(*up).f32())
+                            .map(|(&g, &u)| f(g, u))
+                            .collect(),
+                    )
                 }
-                Op::Add { a, b } => Buf::F32(get(*a).f32().iter().zip(get(*b).f32()).map(|(x, y)| x + y).collect()),
+                Op::Add { a, b } => Buf::F32(
+                    get(*a)
+                        .f32()
+                        .iter()
+                        .zip(get(*b).f32())
+                        .map(|(x, y)| x + y)
+                        .collect(),
+                ),
                 Op::OutputHead { x, table } => {
                     let xs = get(*x).f32();
                     let in_w = xs.len() / t_count;
@@ -216,32 +285,43 @@ impl ReferenceBackend {
 
 /// An f32 weight as a vector (norm weights, biases, scales).
 fn weight_f32(w: &bitnetc_ir::Weight) -> Vec<f32> {
-    w.data.bytes().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    w.data
+        .bytes()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 /// `y[t, m]` for every token `t` and row `m`, rows split across the pool.
-pub fn ternary_linear(w: &TernaryMatrix, x: &[QuantizedRow], out_scale: Option<f32>) -> Result<Vec<f32>, RuntimeError> {
+pub fn ternary_linear(
+    w: &TernaryMatrix,
+    x: &[QuantizedRow],
+    out_scale: Option<f32>,
+) -> Result<Vec<f32>, RuntimeError> {
     let t_count = x.len();
     // Computed row-major by weight row ([M, T]) so each task owns a contiguous slice.
     let mut by_row = vec![0.0f32; w.m * t_count];
-    by_row.par_chunks_mut(ROWS_PER_TASK * t_count).enumerate().try_for_each(|(chunk, out)| {
-        let mut codes = vec![0u8; w.k];
-        for (r, out_row) in out.chunks_mut(t_count).enumerate() {
-            let m = chunk * ROWS_PER_TASK + r;
-            let scale = w.row(m, &mut codes)?;
-            for (o, xr) in out_row.iter_mut().zip(x) {
-                let y = match &scale {
-                    RowScale::Uniform(s) => ternary_output(code_dot(&codes, &xr.q), xr, *s),
-                    RowScale::PerBlock(scales) => per_block_output(&codes, xr, scales),
-                };
-                *o = match out_scale {
-                    Some(s) => y * s,
-                    None => y,
-                };
+    by_row
+        .par_chunks_mut(ROWS_PER_TASK * t_count)
+        .enumerate()
+        .try_for_each(|(chunk, out)| {
+            let mut codes = vec![0u8; w.k];
+            for (r, out_row) in out.chunks_mut(t_count).enumerate() {
+                let m = chunk * ROWS_PER_TASK + r;
+                let scale = w.row(m, &mut codes)?;
+                for (o, xr) in out_row.iter_mut().zip(x) {
+                    let y = match &scale {
+                        RowScale::Uniform(s) => ternary_output(code_dot(&codes, &xr.q), xr, *s),
+                        RowScale::PerBlock(scales) => per_block_output(&codes, xr, scales),
+                    };
+                    *o = match out_scale {
+                        Some(s) => y * s,
+                        None => y,
+                    };
+                }
             }
-        }
-        Ok::<(), RuntimeError>(())
-    })?;
+            Ok::<(), RuntimeError>(())
+        })?;
     Ok(transpose(&by_row, w.m, t_count))
 }
 
@@ -285,18 +365,22 @@ fn attention(kv: &KvCache, layer: usize, q: &[f32], n_past: usize, s: AttentionS
     let values = kv.values(layer, n_past + t_count);
     let scale = 1.0 / (s.head_dim as f32).sqrt();
     let mut out = vec![0.0f32; t_count * q_width];
-    out.par_chunks_mut(s.head_dim).enumerate().for_each(|(idx, o)| {
-        let (t, h) = (idx / s.n_head, idx % s.n_head);
-        let qh = &q[t * q_width + h * s.head_dim..][..s.head_dim];
-        let off = (h / group) * s.head_dim;
-        let n = n_past + t + 1;
-        let mut scores: Vec<f32> = (0..n).map(|j| dot_f32(qh, &keys[j * kv_w + off..][..s.head_dim]) * scale).collect();
-        softmax(&mut scores);
-        for (j, &p) in scores.iter().enumerate() {
-            let vj = &values[j * kv_w + off..][..s.head_dim];
-            o.iter_mut().zip(vj).for_each(|(o, v)| *o += p * v);
-        }
-    });
+    out.par_chunks_mut(s.head_dim)
+        .enumerate()
+        .for_each(|(idx, o)| {
+            let (t, h) = (idx / s.n_head, idx % s.n_head);
+            let qh = &q[t * q_width + h * s.head_dim..][..s.head_dim];
+            let off = (h / group) * s.head_dim;
+            let n = n_past + t + 1;
+            let mut scores: Vec<f32> = (0..n)
+                .map(|j| dot_f32(qh, &keys[j * kv_w + off..][..s.head_dim]) * scale)
+                .collect();
+            softmax(&mut scores);
+            for (j, &p) in scores.iter().enumerate() {
+                let vj = &values[j * kv_w + off..][..s.head_dim];
+                o.iter_mut().zip(vj).for_each(|(o, v)| *o += p * v);
+            }
+        });
     out
 }
 
@@ -304,15 +388,18 @@ fn attention(kv: &KvCache, layer: usize, q: &[f32], n_past: usize, s: AttentionS
 fn output_head(table: &bitnetc_ir::Weight, xs: &[&[f32]]) -> Result<Vec<f32>, RuntimeError> {
     let (width, n_rows) = (table.dims[0] as usize, table.dims[1] as usize);
     let mut by_row = vec![0.0f32; n_rows * xs.len()];
-    by_row.par_chunks_mut(ROWS_PER_TASK * xs.len()).enumerate().try_for_each(|(chunk, out)| {
-        let mut row = vec![0.0f32; width];
-        for (r, o) in out.chunks_mut(xs.len()).enumerate() {
-            table_row(table, chunk * ROWS_PER_TASK + r, &mut row)?;
-            for (o, x) in o.iter_mut().zip(xs) {
-                *o = dot_f32(&row, x);
+    by_row
+        .par_chunks_mut(ROWS_PER_TASK * xs.len())
+        .enumerate()
+        .try_for_each(|(chunk, out)| {
+            let mut row = vec![0.0f32; width];
+            for (r, o) in out.chunks_mut(xs.len()).enumerate() {
+                table_row(table, chunk * ROWS_PER_TASK + r, &mut row)?;
+                for (o, x) in o.iter_mut().zip(xs) {
+                    *o = dot_f32(&row, x);
+                }
             }
-        }
-        Ok::<(), RuntimeError>(())
-    })?;
+            Ok::<(), RuntimeError>(())
+        })?;
     Ok(transpose(&by_row, n_rows, xs.len()))
 }

@@ -16,16 +16,26 @@ pub struct QuantizedRow {
 
 /// Quantizes one token's activations (reference `quantize_row_i8_s`).
 pub fn quantize_row(x: &[f32]) -> QuantizedRow {
-    let amax = x.iter().fold(0.0f64, |m, &v| m.max(f64::from(v.abs()))).max(1e-5);
+    let amax = x
+        .iter()
+        .fold(0.0f64, |m, &v| m.max(f64::from(v.abs())))
+        .max(1e-5);
     let scale = (127.0 / amax) as f32;
-    let q: Vec<i8> = x.iter().map(|&v| (v * scale).round_ties_even().clamp(-128.0, 127.0) as i8).collect();
+    let q: Vec<i8> = x
+        .iter()
+        .map(|&v| (v * scale).round_ties_even().clamp(-128.0, 127.0) as i8)
+        .collect();
     let sum = q.iter().map(|&v| i32::from(v)).sum();
     QuantizedRow { q, scale, sum }
 }
 
 /// `Σ code·q` for unsigned ternary codes (0, 1, 2 meaning −1, 0, +1).
 pub fn code_dot(codes: &[u8], q: &[i8]) -> i32 {
-    codes.iter().zip(q).map(|(&c, &v)| i32::from(c) * i32::from(v)).sum()
+    codes
+        .iter()
+        .zip(q)
+        .map(|(&c, &v)| i32::from(c) * i32::from(v))
+        .sum()
 }
 
 /// One output of a ternary linear layer with a single weight scale (I2_S semantics):
@@ -141,7 +151,11 @@ mod tests {
     fn dot_matches_f64_sum() {
         let a: Vec<f32> = (0..37).map(|i| (i as f32 * 0.37).sin()).collect();
         let b: Vec<f32> = (0..37).map(|i| (i as f32 * 0.11).cos()).collect();
-        let exact: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+        let exact: f64 = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| f64::from(*x) * f64::from(*y))
+            .sum();
         assert!((f64::from(dot_f32(&a, &b)) - exact).abs() < 1e-5);
     }
 }

@@ -26,7 +26,10 @@ pub struct TernaryMatrix<'w> {
 }
 
 fn weight_err(w: &Weight, problem: impl ToString) -> RuntimeError {
-    RuntimeError::Weight { name: w.name.clone(), problem: problem.to_string() }
+    RuntimeError::Weight {
+        name: w.name.clone(),
+        problem: problem.to_string(),
+    }
 }
 
 impl<'w> TernaryMatrix<'w> {
@@ -34,11 +37,23 @@ impl<'w> TernaryMatrix<'w> {
     pub fn new(weight: &'w Weight) -> Result<TernaryMatrix<'w>, RuntimeError> {
         let (k, m) = (weight.dims[0] as usize, weight.dims[1] as usize);
         let tensor_scale = match weight.dtype {
-            DType::I2S => i2s::scale(weight.data.bytes(), k * m).map_err(|e| weight_err(weight, e))?,
+            DType::I2S => {
+                i2s::scale(weight.data.bytes(), k * m).map_err(|e| weight_err(weight, e))?
+            }
             DType::TQ1_0 | DType::TQ2_0 => 0.0,
-            other => return Err(weight_err(weight, format!("{other} is not a ternary format"))),
+            other => {
+                return Err(weight_err(
+                    weight,
+                    format!("{other} is not a ternary format"),
+                ))
+            }
         };
-        Ok(TernaryMatrix { weight, k, m, tensor_scale })
+        Ok(TernaryMatrix {
+            weight,
+            k,
+            m,
+            tensor_scale,
+        })
     }
 
     /// Decodes row `row` into `codes` (0, 1, 2 for −1, 0, +1) and returns its scale.
@@ -51,7 +66,9 @@ impl<'w> TernaryMatrix<'w> {
                 Ok(RowScale::Uniform(self.tensor_scale))
             }
             dtype => {
-                let rb = dtype.row_bytes(self.k as u64).expect("validated row length") as usize;
+                let rb = dtype
+                    .row_bytes(self.k as u64)
+                    .expect("validated row length") as usize;
                 let src = &bytes[row * rb..(row + 1) * rb];
                 let mut scales = vec![0.0f32; self.k / 256];
                 if dtype == DType::TQ2_0 {
@@ -59,7 +76,8 @@ impl<'w> TernaryMatrix<'w> {
                 } else {
                     tq1_0::decode_row_codes(src, codes, &mut scales).map_err(err)?;
                 }
-                Ok(uniform_scale(codes, &scales).map_or(RowScale::PerBlock(scales), RowScale::Uniform))
+                Ok(uniform_scale(codes, &scales)
+                    .map_or(RowScale::PerBlock(scales), RowScale::Uniform))
             }
         }
     }
@@ -84,7 +102,14 @@ fn uniform_scale(codes: &[u8], scales: &[f32]) -> Option<f32> {
 /// Decodes row `index` of a table `[width, rows]` (embedding or output head) into f32.
 pub fn table_row(weight: &Weight, index: usize, out: &mut [f32]) -> Result<(), RuntimeError> {
     let width = weight.dims[0];
-    let rb = weight.dtype.row_bytes(width).ok_or_else(|| weight_err(weight, "bad row length"))? as usize;
-    let bytes = weight.data.bytes().get(index * rb..(index + 1) * rb).ok_or_else(|| weight_err(weight, format!("row {index} out of range")))?;
+    let rb = weight
+        .dtype
+        .row_bytes(width)
+        .ok_or_else(|| weight_err(weight, "bad row length"))? as usize;
+    let bytes = weight
+        .data
+        .bytes()
+        .get(index * rb..(index + 1) * rb)
+        .ok_or_else(|| weight_err(weight, format!("row {index} out of range")))?;
     quant::dequantize_row(weight.dtype, bytes, out).map_err(|e| weight_err(weight, e))
 }
