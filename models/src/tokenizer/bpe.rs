@@ -58,6 +58,9 @@ pub(crate) fn unicode_to_bytes(text: &str) -> Vec<u8> {
     out
 }
 
+/// Queue entry: (rank, left index, right index, left id, right id); min-heap via `Reverse`.
+type HeapEntry = Reverse<(u32, usize, usize, u32, u32)>;
+
 /// Merge table keyed by token-id pairs.
 #[derive(Debug)]
 pub(crate) struct Bpe {
@@ -144,7 +147,7 @@ impl Bpe {
         let mut ids: Vec<Option<u32>> = word.iter().map(|&b| self.byte_ids[b as usize]).collect();
         let mut next: Vec<usize> = (1..=n).collect(); // n = end
         let mut prev: Vec<usize> = (0..n).map(|i| i.wrapping_sub(1)).collect(); // usize::MAX = none
-        let mut heap: BinaryHeap<Reverse<(u32, usize, usize, u32, u32)>> = BinaryHeap::new();
+        let mut heap: BinaryHeap<HeapEntry> = BinaryHeap::new();
         let push = |heap: &mut BinaryHeap<_>, ids: &[Option<u32>], l: usize, r: usize| {
             if let (Some(a), Some(b)) = (ids[l], ids[r]) {
                 if let Some(&(rank, _)) = self.merges.get(&(a, b)) {
