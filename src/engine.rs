@@ -22,6 +22,7 @@ pub struct Engine {
     model: Model,
     backend: ReferenceBackend,
     load_seconds: f64,
+    threads: usize,
 }
 
 /// What to generate.
@@ -105,12 +106,18 @@ impl Engine {
             model,
             backend,
             load_seconds: start.elapsed().as_secs_f64(),
+            threads,
         })
     }
 
     /// The loaded model.
     pub fn model(&self) -> &Model {
         &self.model
+    }
+
+    /// Worker threads the backend uses.
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 
     /// Seconds the load took.

@@ -193,7 +193,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
             "text": tok.decode(&result.generated_ids),
             "timings": t,
             "backend": "reference",
-            "threads": a.model.threads,
+            "threads": engine.threads(),
         });
         super::print_stdout(&format!("{doc}\n"))?;
     }
