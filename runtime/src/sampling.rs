@@ -105,10 +105,13 @@ impl Sampler {
         if self.cfg.temperature <= 0.0 {
             return greedy(&cands);
         }
-        sort_desc(&mut cands);
-        if self.cfg.top_k > 0 {
-            cands.truncate(self.cfg.top_k as usize);
+        let k = self.cfg.top_k;
+        if k > 0 && (k as usize) < cands.len() {
+            // Partial selection first: sorting a 128K vocabulary every token is wasted work.
+            cands.select_nth_unstable_by(k as usize - 1, order_desc);
+            cands.truncate(k as usize);
         }
+        sort_desc(&mut cands);
         top_p(&mut cands, self.cfg.top_p);
         min_p(&mut cands, self.cfg.min_p);
         for c in cands.iter_mut() {
@@ -155,9 +158,14 @@ fn greedy(cands: &[Candidate]) -> u32 {
     best.id
 }
 
-/// Descending by logit; equal logits keep ascending id order.
+/// Descending by logit; equal logits in ascending id order (a total order).
+fn order_desc(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
+    b.logit.total_cmp(&a.logit).then(a.id.cmp(&b.id))
+}
+
+/// Sorts with [`order_desc`].
 fn sort_desc(cands: &mut [Candidate]) {
-    cands.sort_by(|a, b| b.logit.total_cmp(&a.logit).then(a.id.cmp(&b.id)));
+    cands.sort_by(order_desc);
 }
 
 /// Softmax of sorted candidates (first is the maximum).
@@ -277,6 +285,23 @@ mod tests {
                 .collect::<Vec<_>>(),
         );
         assert!((0..10).all(|_| k1.sample(&logits) == best));
+    }
+
+    #[test]
+    fn top_k_keeps_the_k_largest_with_ties_to_lower_ids() {
+        let logits = [1.0, 5.0, 3.0, 5.0, 2.0, 3.0];
+        let mut c: Vec<Candidate> = logits
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| Candidate {
+                id: i as u32,
+                logit: l,
+            })
+            .collect();
+        c.select_nth_unstable_by(2, order_desc);
+        c.truncate(3);
+        sort_desc(&mut c);
+        assert_eq!(c.iter().map(|c| c.id).collect::<Vec<_>>(), vec![1, 3, 2]);
     }
 
     #[test]
