@@ -328,9 +328,10 @@ pub fn parse_header(bytes: &[u8]) -> Result<GgufHeader, GgufError> {
     let mut keys = HashSet::new();
     for i in 0..n_kv {
         let key = c.string(&|| format!("key of metadata entry {i}"))?;
-        if key.is_empty() {
+        if key.is_empty() || key.len() > u16::MAX as usize {
             return Err(GgufError::invalid(format!(
-                "metadata entry {i} has an empty key"
+                "metadata entry {i} has a key of {} bytes (must be 1..=65535)",
+                key.len()
             )));
         }
         if !keys.insert(key.clone()) {
