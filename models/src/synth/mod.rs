@@ -53,6 +53,11 @@ pub enum SynthError {
     },
 }
 
+/// Embedding values are uniform in ±this. Small against what the layers add to the residual
+/// stream (as in trained models), so the next token depends on the context rather than the tied
+/// head simply echoing the current token.
+const EMBED_RANGE: f32 = 0.05;
+
 /// One tensor to generate: name, dims and what it holds.
 struct TensorPlan {
     name: String,
@@ -263,7 +268,9 @@ fn make_tensor(t: &TensorPlan, opts: &SynthOptions) -> Result<(DType, Vec<u8>), 
             ))
         }
         TensorKind::Embedding => {
-            let vals: Vec<f32> = (0..n).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+            let vals: Vec<f32> = (0..n)
+                .map(|_| rng.gen_range(-EMBED_RANGE..EMBED_RANGE))
+                .collect();
             let dtype = opts.embedding_type;
             let ne0 = t.dims[0];
             let row_bytes = dtype.row_bytes(ne0).expect("checked block multiple") as usize;
