@@ -334,3 +334,15 @@ fn chat_answers_each_turn_and_ends_on_an_empty_line() {
     assert_eq!(stderr.matches("tokens/s]").count(), 2, "{stderr}");
     assert!(stderr.contains("BitNet"), "{stderr}");
 }
+
+#[test]
+fn demo_makes_its_model_once_and_generates() {
+    let cache = dir().join("demo-cache");
+    let c = cache.to_str().unwrap();
+    let first = ok(&["demo", "--cache-dir", c, "-n", "8"]);
+    assert!(String::from_utf8_lossy(&first.stderr).contains("writing the tiny model"));
+    assert!(!first.stdout.is_empty());
+    let second = ok(&["demo", "--cache-dir", c, "-n", "8"]);
+    assert!(!String::from_utf8_lossy(&second.stderr).contains("writing the tiny model"));
+    assert_eq!(first.stdout, second.stdout);
+}

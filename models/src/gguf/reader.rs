@@ -249,7 +249,7 @@ impl<'a> Cursor<'a> {
                         remaining: self.remaining(),
                     });
                 }
-                let mut items = Vec::with_capacity(count as usize);
+                let mut items = Vec::with_capacity(prealloc(count));
                 for _ in 0..count {
                     items.push(self.value(elem, key)?);
                 }
@@ -257,6 +257,12 @@ impl<'a> Cursor<'a> {
             }
         })
     }
+}
+
+/// Capacity reserved up front for a counted list: counts are only claims until the items parse,
+/// so at most a few thousand slots are reserved and the rest grows with what is really there.
+fn prealloc(count: u64) -> usize {
+    count.min(4096) as usize
 }
 
 fn align_up(x: u64, align: u64) -> Option<u64> {
@@ -324,7 +330,7 @@ pub fn parse_header(bytes: &[u8]) -> Result<GgufHeader, GgufError> {
         });
     }
 
-    let mut entries: Vec<(String, Value)> = Vec::with_capacity(n_kv as usize);
+    let mut entries: Vec<(String, Value)> = Vec::with_capacity(prealloc(n_kv));
     let mut keys = HashSet::new();
     for i in 0..n_kv {
         let key = c.string(&|| format!("key of metadata entry {i}"))?;
@@ -360,7 +366,7 @@ pub fn parse_header(bytes: &[u8]) -> Result<GgufHeader, GgufError> {
         }
     };
 
-    let mut tensors = Vec::with_capacity(n_tensors as usize);
+    let mut tensors = Vec::with_capacity(prealloc(n_tensors));
     let mut names = HashSet::new();
     for i in 0..n_tensors {
         let name = c.string(&|| format!("name of tensor {i}"))?;
