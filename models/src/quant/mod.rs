@@ -15,6 +15,7 @@ pub mod i2s;
 pub mod q6_k;
 pub mod q8_0;
 pub mod ternary;
+mod ternary_rows;
 pub mod tq1_0;
 pub mod tq2_0;
 

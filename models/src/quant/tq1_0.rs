@@ -12,7 +12,8 @@
 
 use half::f16;
 
-use super::{check_row, read_f16, DType, QuantError};
+use super::ternary_rows::{self, BlockFormat};
+use super::{read_f16, DType, QuantError};
 
 /// Elements per block.
 pub const BLOCK_ELEMS: usize = 256;
@@ -79,16 +80,15 @@ pub fn encode_block(codes: &[u8; 256], d: f16, out: &mut [u8]) {
     out[52..54].copy_from_slice(&d.to_le_bytes());
 }
 
-fn check_scales(n_codes: usize, n_scales: usize) -> Result<(), QuantError> {
-    if n_scales * BLOCK_ELEMS != n_codes {
-        return Err(QuantError::LengthMismatch {
-            what: "TQ1_0 scales",
-            expected: n_codes / BLOCK_ELEMS,
-            actual: n_scales,
-        });
-    }
-    Ok(())
-}
+const FORMAT: BlockFormat = BlockFormat {
+    dtype: DT,
+    block_bytes: BLOCK_BYTES,
+    scale_offset: 52,
+    decode: decode_block,
+    encode: encode_block,
+    // Every byte decodes to valid trits: there is no invalid code.
+    first_bad_code: |_| None,
+};
 
 /// Unpacks a row into codes and one f32 scale per 256-element block.
 /// Requires `codes.len()` a multiple of 256, `scales.len() = codes.len()/256` and
@@ -98,83 +98,24 @@ pub fn decode_row_codes(
     codes: &mut [u8],
     scales: &mut [f32],
 ) -> Result<(), QuantError> {
-    check_row(DT, row.len(), codes.len())?;
-    check_scales(codes.len(), scales.len())?;
-    let mut buf = [0u8; 256];
-    for ((blk, c), s) in row
-        .chunks_exact(BLOCK_BYTES)
-        .zip(codes.chunks_exact_mut(BLOCK_ELEMS))
-        .zip(scales)
-    {
-        *s = decode_block(blk, &mut buf);
-        c.copy_from_slice(&buf);
-    }
-    Ok(())
+    ternary_rows::decode_row_codes(&FORMAT, row, codes, scales)
 }
 
 /// Packs codes (each 0..=2) with one f16 scale per 256 elements into `out`
 /// (`54·scales.len()` bytes).
 pub fn encode_row(codes: &[u8], scales: &[f16], out: &mut [u8]) -> Result<(), QuantError> {
-    check_row(DT, out.len(), codes.len())?;
-    check_scales(codes.len(), scales.len())?;
-    if let Some(index) = codes.iter().position(|&c| c > 2) {
-        return Err(QuantError::BadCode {
-            dtype: DT,
-            index,
-            code: codes[index],
-        });
-    }
-    for ((c, &d), o) in codes
-        .chunks_exact(BLOCK_ELEMS)
-        .zip(scales)
-        .zip(out.chunks_exact_mut(BLOCK_BYTES))
-    {
-        let c: &[u8; 256] = c.try_into().expect("chunk of 256");
-        encode_block(c, d, o);
-    }
-    Ok(())
+    ternary_rows::encode_row(&FORMAT, codes, scales, out)
 }
 
 /// Checks a row of whole blocks: every scale finite. (Every byte decodes to valid trits, so
 /// there is no code to check.)
 pub fn validate(row: &[u8]) -> Result<(), QuantError> {
-    if !row.len().is_multiple_of(BLOCK_BYTES) {
-        let n_elems = row.len() / BLOCK_BYTES * BLOCK_ELEMS;
-        return Err(QuantError::WrongByteLength {
-            dtype: DT,
-            n_elems,
-            expected: n_elems / BLOCK_ELEMS * BLOCK_BYTES,
-            actual: row.len(),
-        });
-    }
-    for (b, blk) in row.chunks_exact(BLOCK_BYTES).enumerate() {
-        let d = read_f16(&blk[52..54]);
-        if !d.is_finite() {
-            return Err(QuantError::NonFiniteScale {
-                dtype: DT,
-                block: b,
-                value: d.to_f32(),
-            });
-        }
-    }
-    Ok(())
+    ternary_rows::validate(&FORMAT, row)
 }
 
 /// Decodes a row to `(code − 1)·d`; non-finite scales are errors.
 pub fn dequantize_row(row: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
-    check_row(DT, row.len(), out.len())?;
-    validate(row)?;
-    let mut buf = [0u8; 256];
-    for (blk, o) in row
-        .chunks_exact(BLOCK_BYTES)
-        .zip(out.chunks_exact_mut(BLOCK_ELEMS))
-    {
-        let d = decode_block(blk, &mut buf);
-        for (v, &c) in o.iter_mut().zip(&buf) {
-            *v = (c as i32 - 1) as f32 * d;
-        }
-    }
-    Ok(())
+    ternary_rows::dequantize_row(&FORMAT, row, out)
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@
 
 use half::f16;
 
-use super::{check_row, read_f16, DType, QuantError};
+use super::ternary_rows::{self, BlockFormat};
+use super::{read_f16, DType, QuantError};
 
 /// Elements per block.
 pub const BLOCK_ELEMS: usize = 256;
@@ -53,27 +54,22 @@ pub fn encode_block(codes: &[u8; 256], d: f16, out: &mut [u8]) {
     out[64..66].copy_from_slice(&d.to_le_bytes());
 }
 
-fn check_codes(codes: &[u8]) -> Result<(), QuantError> {
-    match codes.iter().position(|&c| c > 2) {
-        Some(index) => Err(QuantError::BadCode {
-            dtype: DT,
-            index,
-            code: codes[index],
-        }),
-        None => Ok(()),
-    }
+/// Index (within the block) of the first stored code 3, which no producer writes.
+fn first_bad_code(block: &[u8]) -> Option<usize> {
+    let m = block[..64].iter().position(|&q| q & (q >> 1) & 0x55 != 0)?;
+    let q = block[m];
+    let lane = (0..4).find(|l| (q >> (2 * l)) & 3 == 3).unwrap_or(0);
+    Some(128 * (m / 32) + 32 * lane + m % 32)
 }
 
-fn check_scales(what: &'static str, n_codes: usize, n_scales: usize) -> Result<(), QuantError> {
-    if n_scales * BLOCK_ELEMS != n_codes {
-        return Err(QuantError::LengthMismatch {
-            what,
-            expected: n_codes / BLOCK_ELEMS,
-            actual: n_scales,
-        });
-    }
-    Ok(())
-}
+const FORMAT: BlockFormat = BlockFormat {
+    dtype: DT,
+    block_bytes: BLOCK_BYTES,
+    scale_offset: 64,
+    decode: decode_block,
+    encode: encode_block,
+    first_bad_code,
+};
 
 /// Unpacks a row into codes (as stored, 0..=3) and one f32 scale per 256-element block.
 /// Requires `codes.len()` a multiple of 256, `scales.len() = codes.len()/256` and
@@ -83,86 +79,23 @@ pub fn decode_row_codes(
     codes: &mut [u8],
     scales: &mut [f32],
 ) -> Result<(), QuantError> {
-    check_row(DT, row.len(), codes.len())?;
-    check_scales("TQ2_0 scales", codes.len(), scales.len())?;
-    let mut buf = [0u8; 256];
-    for ((blk, c), s) in row
-        .chunks_exact(BLOCK_BYTES)
-        .zip(codes.chunks_exact_mut(BLOCK_ELEMS))
-        .zip(scales)
-    {
-        *s = decode_block(blk, &mut buf);
-        c.copy_from_slice(&buf);
-    }
-    Ok(())
+    ternary_rows::decode_row_codes(&FORMAT, row, codes, scales)
 }
 
 /// Packs codes (each 0..=2) with one f16 scale per 256 elements into `out`
 /// (`66·scales.len()` bytes).
 pub fn encode_row(codes: &[u8], scales: &[f16], out: &mut [u8]) -> Result<(), QuantError> {
-    check_row(DT, out.len(), codes.len())?;
-    check_scales("TQ2_0 scales", codes.len(), scales.len())?;
-    check_codes(codes)?;
-    for ((c, &d), o) in codes
-        .chunks_exact(BLOCK_ELEMS)
-        .zip(scales)
-        .zip(out.chunks_exact_mut(BLOCK_BYTES))
-    {
-        let c: &[u8; 256] = c.try_into().expect("chunk of 256");
-        encode_block(c, d, o);
-    }
-    Ok(())
+    ternary_rows::encode_row(&FORMAT, codes, scales, out)
 }
 
 /// Checks a row of whole blocks: every scale finite, no code 3.
 pub fn validate(row: &[u8]) -> Result<(), QuantError> {
-    if !row.len().is_multiple_of(BLOCK_BYTES) {
-        let n_elems = row.len() / BLOCK_BYTES * BLOCK_ELEMS;
-        return Err(QuantError::WrongByteLength {
-            dtype: DT,
-            n_elems,
-            expected: n_elems / BLOCK_ELEMS * BLOCK_BYTES,
-            actual: row.len(),
-        });
-    }
-    for (b, blk) in row.chunks_exact(BLOCK_BYTES).enumerate() {
-        let d = read_f16(&blk[64..66]);
-        if !d.is_finite() {
-            return Err(QuantError::NonFiniteScale {
-                dtype: DT,
-                block: b,
-                value: d.to_f32(),
-            });
-        }
-        if let Some(m) = blk[..64].iter().position(|&q| q & (q >> 1) & 0x55 != 0) {
-            let q = blk[m];
-            let lane = (0..4).find(|l| (q >> (2 * l)) & 3 == 3).unwrap_or(0);
-            let index = b * BLOCK_ELEMS + 128 * (m / 32) + 32 * lane + m % 32;
-            return Err(QuantError::BadCode {
-                dtype: DT,
-                index,
-                code: 3,
-            });
-        }
-    }
-    Ok(())
+    ternary_rows::validate(&FORMAT, row)
 }
 
 /// Decodes a row to `(code − 1)·d`; code 3 and non-finite scales are errors.
 pub fn dequantize_row(row: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
-    check_row(DT, row.len(), out.len())?;
-    validate(row)?;
-    let mut buf = [0u8; 256];
-    for (blk, o) in row
-        .chunks_exact(BLOCK_BYTES)
-        .zip(out.chunks_exact_mut(BLOCK_ELEMS))
-    {
-        let d = decode_block(blk, &mut buf);
-        for (v, &c) in o.iter_mut().zip(&buf) {
-            *v = (c as i32 - 1) as f32 * d;
-        }
-    }
-    Ok(())
+    ternary_rows::dequantize_row(&FORMAT, row, out)
 }
 
 #[cfg(test)]
