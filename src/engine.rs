@@ -25,6 +25,19 @@ pub struct Engine {
     threads: usize,
 }
 
+/// The kernel one op of the graph runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KernelUse {
+    /// The node's label, e.g. `blk.3.attn_q`.
+    pub label: String,
+    /// The op kind, e.g. `ternary_linear`.
+    pub op: String,
+    /// The kernel, e.g. `reference.ternary_linear.i2_s`.
+    pub kernel: String,
+    /// True when the op ran a fallback instead of its backend's real kernel.
+    pub fallback: bool,
+}
+
 /// What to generate.
 #[derive(Clone, Debug)]
 pub struct GenerateRequest {
@@ -123,6 +136,44 @@ impl Engine {
     /// Seconds the load took.
     pub fn load_seconds(&self) -> f64 {
         self.load_seconds
+    }
+
+    /// Name of the backend executing the model (`reference`; a JIT backend names itself).
+    pub fn backend_name(&self) -> &'static str {
+        "reference"
+    }
+
+    /// Seconds spent compiling kernels while loading (`None`: the backend compiles nothing).
+    pub fn compile_seconds(&self) -> Option<f64> {
+        None
+    }
+
+    /// The kernel each op of the graph runs, in execution order; `fallback` marks an op that
+    /// did not get its backend's real kernel and ran a slower substitute instead.
+    pub fn kernels(&self) -> Vec<KernelUse> {
+        let graph = self.backend.graph();
+        graph
+            .nodes
+            .iter()
+            .zip(self.backend.kernel_names())
+            .map(|(node, kernel)| KernelUse {
+                label: node.label.clone(),
+                op: node.op.kind_name().to_string(),
+                kernel,
+                fallback: false,
+            })
+            .collect()
+    }
+
+    /// Evaluates `tokens` at the next positions of `session` (one forward pass) and returns
+    /// the logits `want` asks for (`n_vocab` per selected position).
+    pub fn forward(
+        &self,
+        session: &mut Session,
+        tokens: &[u32],
+        want: LogitsFor,
+    ) -> anyhow::Result<Vec<f32>> {
+        Ok(self.backend.forward(session, tokens, want)?)
     }
 
     /// Text to ids, with BOS when the model wants it (special tokens in the text are parsed).

@@ -13,9 +13,10 @@
 //! println!("{}", engine.model().tokenizer.decode(&out.generated_ids));
 //! # Ok::<(), anyhow::Error>(())
 //! ```
+pub mod bench;
 pub mod engine;
 
 pub use bitnetc_ir as ir;
 pub use bitnetc_models as models;
 pub use bitnetc_runtime as runtime;
-pub use engine::{Engine, EngineOptions, GenerateRequest, GenerateResult, Timings};
+pub use engine::{Engine, EngineOptions, GenerateRequest, GenerateResult, KernelUse, Timings};

@@ -1,8 +1,10 @@
 //! Argument definitions and dispatch of the subcommands.
 
+mod bench;
 mod chat;
 mod gen_model;
 mod inspect;
+mod perplexity;
 mod run;
 
 use std::path::PathBuf;
@@ -33,6 +35,14 @@ enum Command {
     GenModel(gen_model::GenModelArgs),
     /// Make the tiny model (once, in the cache folder) and generate from it.
     Demo(DemoArgs),
+    /// Measure prompt processing and generation speed (llama-bench style) and write a receipt.
+    Bench(bench::BenchArgs),
+    /// Compare a bench receipt with a baseline (exit status 1 on a critical regression).
+    BenchCompare(bench::BenchCompareArgs),
+    /// Draw bench receipts as SVG or HTML.
+    BenchReport(bench::BenchReportArgs),
+    /// Perplexity of a text file, computed as llama.cpp's perplexity tool does.
+    Perplexity(perplexity::PerplexityArgs),
 }
 
 /// Options shared by every command that loads a model.
@@ -130,6 +140,10 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(a) => inspect::inspect(a),
         Command::GenModel(a) => gen_model::gen_model(a),
         Command::Demo(a) => demo(a),
+        Command::Bench(a) => bench::bench(a),
+        Command::BenchCompare(a) => bench::bench_compare(a),
+        Command::BenchReport(a) => bench::bench_report(a),
+        Command::Perplexity(a) => perplexity::perplexity(a),
     }
 }
 

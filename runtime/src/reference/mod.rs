@@ -103,6 +103,32 @@ impl ReferenceBackend {
         &self.graph
     }
 
+    /// Name of the kernel this backend runs for each node of the graph, in node order, e.g.
+    /// `reference.ternary_linear.i2_s` (`reference.<op>.<weight type or variant>`). Every node
+    /// runs on every forward pass, so this is also the list of kernels a pass executes.
+    pub fn kernel_names(&self) -> Vec<String> {
+        let g = &*self.graph;
+        g.nodes
+            .iter()
+            .map(|node| {
+                let variant = match &node.op {
+                    Op::Embedding { table } | Op::OutputHead { table, .. } => {
+                        g.weight(*table).dtype.name().to_string()
+                    }
+                    Op::TernaryLinear { weight, .. } => g.weight(*weight).dtype.name().to_string(),
+                    Op::QuantizeActivation { .. } => "i8_absmax".to_string(),
+                    Op::Rope { .. } => "neox".to_string(),
+                    Op::GatedActivation { act, .. } => match act {
+                        Activation::Relu2 => "relu2".to_string(),
+                        Activation::Silu => "silu".to_string(),
+                    },
+                    _ => "f32".to_string(),
+                };
+                format!("reference.{}.{}", node.op.kind_name(), variant)
+            })
+            .collect()
+    }
+
     /// A new, empty sequence holding at most `n_ctx` positions (capped at the model's context).
     pub fn new_session(&self, n_ctx: usize) -> Session {
         let info = &self.graph.info;
