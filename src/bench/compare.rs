@@ -105,6 +105,9 @@ pub struct TestComparison {
     pub new_latency_ms: f64,
     /// Latency change, percent.
     pub latency_change: f64,
+    /// Run-to-run noise: the larger relative standard deviation of the two tests' tokens/s
+    /// samples, percent. A change smaller than this is within the noise.
+    pub noise: f64,
     /// The verdict.
     pub verdict: Verdict,
     /// Why (the thresholds crossed).
@@ -175,6 +178,16 @@ fn latency_of(t: &TestResult) -> (f64, &'static str) {
     }
 }
 
+/// Relative standard deviation of a test's tokens/s, percent.
+fn cv(t: &TestResult) -> f64 {
+    let f = &t.tokens_per_s;
+    if f.mean > 0.0 {
+        f.stddev / f.mean * 100.0
+    } else {
+        0.0
+    }
+}
+
 /// Verdict of one test pair.
 pub fn compare_test(new: &TestResult, base: &TestResult, th: &Thresholds) -> TestComparison {
     let tps_change = pct(new.tokens_per_s.median, base.tokens_per_s.median);
@@ -226,6 +239,7 @@ pub fn compare_test(new: &TestResult, base: &TestResult, th: &Thresholds) -> Tes
         base_latency_ms: base_lat,
         new_latency_ms: new_lat,
         latency_change,
+        noise: cv(new).max(cv(base)),
         verdict,
         reasons,
     }
@@ -344,6 +358,7 @@ impl Comparison {
             "base ms",
             "new ms",
             "Δ lat",
+            "noise",
             "verdict",
         ];
         let rows: Vec<Vec<String>> = self
@@ -359,6 +374,7 @@ impl Comparison {
                     format!("{:.3}", t.base_latency_ms),
                     format!("{:.3}", t.new_latency_ms),
                     format!("{:+.1}%", t.latency_change),
+                    format!("±{:.1}%", t.noise),
                     if markdown {
                         t.verdict.mark().to_string()
                     } else {
@@ -409,6 +425,22 @@ impl Comparison {
                 t.verdict.name(),
                 t.key,
                 t.reasons.join("; ")
+            );
+        }
+        let noisy: Vec<&str> = self
+            .tests
+            .iter()
+            .filter(|t| t.noise > th.warn_tp.abs() / 2.0)
+            .map(|t| t.key.as_str())
+            .collect();
+        if !noisy.is_empty() {
+            let _ = writeln!(
+                out,
+                "{}noisy (tokens/s varies by more than {:.1}% between repetitions; use more -r or \
+                 a quieter machine): {}",
+                bullet(markdown),
+                th.warn_tp.abs() / 2.0,
+                noisy.join(", ")
             );
         }
         let _ = writeln!(

@@ -154,12 +154,13 @@ pub fn check_fits(engine: &Engine, test: Test, tg_prompt: usize) -> anyhow::Resu
     Ok(())
 }
 
-/// Runs one test (warm-up, then the repetitions) on `engine`, calling `tick` after each run.
+/// Runs one test (warm-up, then the repetitions) on `engine`. `progress(what, done)` is called
+/// before each run (`done` false) and after it (`done` true); `what` is `warm-up` or `rep i/n`.
 pub fn run_test(
     engine: &Engine,
     test: Test,
     cfg: &RunnerConfig,
-    mut tick: impl FnMut(&str),
+    mut progress: impl FnMut(&str, bool),
 ) -> anyhow::Result<TestResult> {
     check_fits(engine, test, cfg.tg_prompt)?;
     for _ in 0..cfg.warmup_runs {
@@ -168,13 +169,16 @@ pub fn run_test(
             Test::Tg(n) => Some(n.min(8)),
             Test::Pp(_) => None,
         };
+        progress("warm-up", false);
         run_once(engine, test, cfg, short)?;
-        tick("warm-up");
+        progress("warm-up", true);
     }
     let mut reps = Vec::with_capacity(cfg.repetitions);
     for r in 0..cfg.repetitions {
+        let what = format!("rep {}/{}", r + 1, cfg.repetitions);
+        progress(&what, false);
         reps.push(run_once(engine, test, cfg, None)?);
-        tick(&format!("rep {}/{}", r + 1, cfg.repetitions));
+        progress(&what, true);
     }
     Ok(summarize(engine, test, &reps))
 }

@@ -204,9 +204,12 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
         }
         for test in &tests {
             let name = test.name();
-            let r = run_test(&engine, *test, &cfg, |what| {
-                bar.set_message(format!("{name} t={t} {what}"));
-                bar.inc(1);
+            let r = run_test(&engine, *test, &cfg, |what, done| {
+                if done {
+                    bar.inc(1);
+                } else {
+                    bar.set_message(format!("{name} t={t} {what}"));
+                }
             })?;
             results.push(r);
         }

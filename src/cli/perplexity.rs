@@ -45,7 +45,6 @@ pub fn perplexity(a: PerplexityArgs) -> anyhow::Result<()> {
         engine.threads()
     );
     let start = Instant::now();
-    let mut line = String::new();
     let res = score(
         &engine,
         &tokens,
@@ -61,14 +60,12 @@ pub fn perplexity(a: PerplexityArgs) -> anyhow::Result<()> {
                     per * n_chunks as f64 / 60.0
                 );
             }
-            let s = format!("[{}]{ppl:.4},", i + 1);
-            eprint!("{s}");
-            line.push_str(&s);
+            // Streamed as llama.cpp does; a closed pipe only stops the printing.
+            let _ = super::print_stdout(&format!("[{}]{ppl:.4},", i + 1));
         },
     )?;
-    eprintln!();
     super::print_stdout(&format!(
-        "{line}\nFinal estimate: PPL = {:.4} +/- {:.5}\n",
+        "\nFinal estimate: PPL = {:.4} +/- {:.5}\n",
         res.ppl, res.ppl_error
     ))?;
     eprintln!(
