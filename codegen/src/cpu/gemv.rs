@@ -1,0 +1,764 @@
+//! Decode GEMV generator: `acc[m] = Σ_k code[m,k]·q[k]` for one token, in Cranelift IR.
+//!
+//! The generated function has the C signature
+//!
+//! ```text
+//! void gemv(const u8 *w, const i8 *xq, i32 *out, usize g_begin, usize g_end)
+//! ```
+//!
+//! and computes the rows of groups `g_begin..g_end` of a [`RepackedMatrix`] (`w` points at its
+//! first byte), reading the [`ExpandedActivations`] `xq` (4·K bytes) and writing
+//! `out[(g − g_begin)·R + r]` for every row of those groups that is below M (the padding rows of
+//! a partial last group are never written). K and M are compile-time constants.
+//!
+//! Structure: the full groups of the range are split into `streams` equal, far-apart runs;
+//! each outer iteration takes one group from each run (so `streams` independent memory streams
+//! are in flight), runs over K with `unroll` 16-column chunks per inner iteration, keeping one
+//! i32x4 accumulator per 4 rows. Left-over full groups are done one at a time, then the partial
+//! last group (if the range reaches it) with lane-by-lane stores.
+//!
+//! The u8×i8 4-way dot product is emitted as one of the [`DotForm`]s; on x86-64 with VNNI the
+//! widening tree folds into one `vpdpbusd`, without it `pmaddubsw` + `pmaddwd` is used; on aarch64
+//! the tree folds into `sdot` (FEAT_DotProd) or `usdot` (FEAT_I8MM).
+
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::ir::{
+    types, AbiParam, BlockArg, Endianness, Function, InstBuilder, MemFlagsData, Signature,
+    UserFuncName, Value,
+};
+use cranelift_codegen::Context;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{default_libcall_names, Linkage, Module};
+
+use super::isa::{IsaLevel, Target, TargetInfo};
+use super::repack::{ExpandedActivations, Layout, RepackedMatrix};
+use crate::CodegenError;
+
+/// How the 4-way u8×i8 dot-accumulate is written in the IR.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DotForm {
+    /// The widening tree `iadd(iadd_pairwise(iadd_pairwise(swiden(imul(swiden(q), uwiden(c))))…),
+    /// acc)`; folds into `vpdpbusd` on x86-64 with AVX-VNNI or AVX-512 VNNI. Exact anywhere.
+    MixedTree,
+    /// `x86_pmaddubsw(q, c)` then `pmaddwd` by ones (`iadd_pairwise` of the i16 halves), then
+    /// `iadd`: x86-64 with SSSE3. Exact because `|2·q·c| ≤ 512` cannot saturate i16.
+    Pmaddubsw,
+    /// The tree with both operands sign-widened (codes 0..2 are the same as i8); folds into
+    /// `sdot` on aarch64 with FEAT_DotProd.
+    SignedTree,
+    /// The tree with the codes zero-widened as the first product operand; folds into `usdot` on
+    /// aarch64 with FEAT_I8MM.
+    UnsignedSignedTree,
+}
+
+impl DotForm {
+    /// The best form for a target.
+    pub fn for_target(info: &TargetInfo) -> DotForm {
+        if info.is_x86_64() {
+            if info.vnni().is_some() {
+                DotForm::MixedTree
+            } else if info.has("has_ssse3") {
+                DotForm::Pmaddubsw
+            } else {
+                DotForm::MixedTree
+            }
+        } else if info.is_aarch64() {
+            if info.has("has_i8mm") && !info.has("has_dotprod") {
+                DotForm::UnsignedSignedTree
+            } else {
+                DotForm::SignedTree
+            }
+        } else {
+            DotForm::MixedTree
+        }
+    }
+}
+
+/// Code-shape parameters of the GEMV kernel (the tuner's knobs on the code side).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GemvParams {
+    /// Independent row groups (memory streams) per outer iteration, 1..=16.
+    pub streams: usize,
+    /// 16-column chunks per inner-loop iteration (reduced to the largest divisor of K/16 not
+    /// above it), 1..=32.
+    pub unroll: usize,
+    /// Dot-product form; `None` picks [`DotForm::for_target`].
+    pub dot: Option<DotForm>,
+}
+
+impl Default for GemvParams {
+    fn default() -> GemvParams {
+        GemvParams {
+            streams: 8,
+            unroll: 2,
+            dot: None,
+        }
+    }
+}
+
+/// A GEMV problem: shape and layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GemvShape {
+    /// Inputs per row (a multiple of 16).
+    pub k: usize,
+    /// Rows.
+    pub m: usize,
+    /// Weight layout.
+    pub layout: Layout,
+}
+
+impl GemvShape {
+    /// The shape of a repacked matrix.
+    pub fn of(w: &RepackedMatrix) -> GemvShape {
+        GemvShape {
+            k: w.k,
+            m: w.m,
+            layout: w.layout,
+        }
+    }
+}
+
+/// What one compiled kernel is and relied on.
+#[derive(Clone, Debug)]
+pub struct KernelInfo {
+    /// Shape and layout.
+    pub shape: GemvShape,
+    /// Parameters asked for.
+    pub params: GemvParams,
+    /// Unroll actually used.
+    pub unroll: usize,
+    /// Dot form used.
+    pub dot: DotForm,
+    /// The target's features.
+    pub target: TargetInfo,
+    /// `Some("avx_vnni")` / `Some("avx512vnni")` when the dot tree could fold into `vpdpbusd`.
+    pub vnni: Option<&'static str>,
+    /// Machine code (including the constant pool).
+    pub code: Vec<u8>,
+    /// Cranelift's listing of the lowered machine instructions (after register allocation).
+    pub vcode: Option<String>,
+    /// Time to build the IR and compile it.
+    pub compile_time: Duration,
+}
+
+impl KernelInfo {
+    /// Whether the lowered code contains instruction mnemonic `name` (e.g. `vpdpbusd`, `sdot`).
+    pub fn uses_instruction(&self, name: &str) -> bool {
+        self.vcode
+            .as_deref()
+            .is_some_and(|v| v.lines().any(|l| l.split_whitespace().next() == Some(name)))
+    }
+}
+
+fn check_params(shape: &GemvShape, p: &GemvParams) -> Result<usize, CodegenError> {
+    shape.layout.validate()?;
+    if shape.k == 0 || shape.k % 16 != 0 || shape.m == 0 {
+        return Err(CodegenError::Unsupported(format!(
+            "GEMV K = {}, M = {}: K must be a non-zero multiple of 16, M non-zero",
+            shape.k, shape.m
+        )));
+    }
+    if !(1..=16).contains(&p.streams) || !(1..=32).contains(&p.unroll) {
+        return Err(CodegenError::Unsupported(format!(
+            "GEMV params {p:?}: streams must be 1..=16, unroll 1..=32"
+        )));
+    }
+    let chunks = shape.k / 16;
+    Ok((1..=p.unroll).rev().find(|u| chunks % u == 0).unwrap_or(1))
+}
+
+/// IR emitter state shared by the loops of one function.
+struct Emitter {
+    k: usize,
+    r: usize,
+    unroll: usize,
+    dot: DotForm,
+    ptr: types::Type,
+    mask: Value,
+    w: Value,
+    xq: Value,
+}
+
+/// Weight and activation loads: in bounds and 16-byte aligned (the wrappers guarantee it),
+/// never written while the kernel runs, free to move.
+const LOAD: MemFlagsData = MemFlagsData::trusted().with_readonly().with_can_move();
+/// Output stores: in bounds, only 4-byte aligned.
+const STORE: MemFlagsData = MemFlagsData::new().with_notrap();
+
+impl Emitter {
+    fn dot(&self, b: &mut FunctionBuilder, acc: Value, q: Value, c: Value) -> Value {
+        match self.dot {
+            DotForm::Pmaddubsw => {
+                let p16 = b.ins().x86_pmaddubsw(q, c);
+                let lo = b.ins().swiden_low(p16);
+                let hi = b.ins().swiden_high(p16);
+                let p32 = b.ins().iadd_pairwise(lo, hi);
+                b.ins().iadd(p32, acc)
+            }
+            form => {
+                let (lo, hi) = match form {
+                    DotForm::MixedTree => {
+                        let a_lo = b.ins().swiden_low(q);
+                        let b_lo = b.ins().uwiden_low(c);
+                        let lo = b.ins().imul(a_lo, b_lo);
+                        let a_hi = b.ins().swiden_high(q);
+                        let b_hi = b.ins().uwiden_high(c);
+                        let hi = b.ins().imul(a_hi, b_hi);
+                        (lo, hi)
+                    }
+                    DotForm::SignedTree => {
+                        let a_lo = b.ins().swiden_low(c);
+                        let b_lo = b.ins().swiden_low(q);
+                        let lo = b.ins().imul(a_lo, b_lo);
+                        let a_hi = b.ins().swiden_high(c);
+                        let b_hi = b.ins().swiden_high(q);
+                        let hi = b.ins().imul(a_hi, b_hi);
+                        (lo, hi)
+                    }
+                    _ => {
+                        let a_lo = b.ins().uwiden_low(c);
+                        let b_lo = b.ins().swiden_low(q);
+                        let lo = b.ins().imul(a_lo, b_lo);
+                        let a_hi = b.ins().uwiden_high(c);
+                        let b_hi = b.ins().swiden_high(q);
+                        let hi = b.ins().imul(a_hi, b_hi);
+                        (lo, hi)
+                    }
+                };
+                let lo_l = b.ins().swiden_low(lo);
+                let lo_h = b.ins().swiden_high(lo);
+                let p_lo = b.ins().iadd_pairwise(lo_l, lo_h);
+                let hi_l = b.ins().swiden_low(hi);
+                let hi_h = b.ins().swiden_high(hi);
+                let p_hi = b.ins().iadd_pairwise(hi_l, hi_h);
+                let t = b.ins().iadd_pairwise(p_lo, p_hi);
+                b.ins().iadd(t, acc)
+            }
+        }
+    }
+
+    /// Emits the full-K loop for the groups whose weight bases are `bases` (one per stream);
+    /// returns the `bases.len() · R/4` accumulators (stream-major) in the block after the loop,
+    /// which is left as the current block.
+    fn k_loop(&self, b: &mut FunctionBuilder, bases: &[Value]) -> Vec<Value> {
+        let nsv = self.r / 4;
+        let nacc = bases.len() * nsv;
+        let zero = b.ins().iconst(types::I32, 0);
+        let zero = b.ins().splat(types::I32X4, zero);
+        let body = b.create_block();
+        let exit = b.create_block();
+        let ow0 = b.ins().iconst(self.ptr, 0);
+        b.append_block_param(body, self.ptr); // weight offset
+        b.append_block_param(body, self.ptr); // activation offset
+        for _ in 0..nacc {
+            b.append_block_param(body, types::I32X4);
+            b.append_block_param(exit, types::I32X4);
+        }
+        let mut args = vec![ow0.into(), ow0.into()];
+        args.extend(std::iter::repeat_n(BlockArg::from(zero), nacc));
+        b.ins().jump(body, &args);
+
+        b.switch_to_block(body);
+        let params = b.block_params(body).to_vec();
+        let (ow, oa) = (params[0], params[1]);
+        let mut accs: Vec<Value> = params[2..].to_vec();
+        let le = MemFlagsData::new().with_endianness(Endianness::Little);
+        let xbase = b.ins().iadd(self.xq, oa);
+        let wptrs: Vec<Value> = bases.iter().map(|&p| b.ins().iadd(p, ow)).collect();
+        for u in 0..self.unroll {
+            let acts: Vec<Value> = (0..4)
+                .map(|f| {
+                    b.ins()
+                        .load(types::I8X16, LOAD, xbase, (u * 64 + f * 16) as i32)
+                })
+                .collect();
+            for (s, &wp) in wptrs.iter().enumerate() {
+                for sv in 0..nsv {
+                    let off = (u * self.r * 4 + sv * 16) as i32;
+                    let wv = b.ins().load(types::I32X4, LOAD, wp, off);
+                    for (f, &q) in acts.iter().enumerate() {
+                        let sh = if f == 0 {
+                            wv
+                        } else {
+                            b.ins().ushr_imm_u(wv, (2 * f) as i64)
+                        };
+                        let c32 = b.ins().band(sh, self.mask);
+                        let c = b.ins().bitcast(types::I8X16, le, c32);
+                        let a = &mut accs[s * nsv + sv];
+                        *a = self.dot(b, *a, q, c);
+                    }
+                }
+            }
+        }
+        let ow2 = b.ins().iadd_imm_u(ow, (self.unroll * self.r * 4) as i64);
+        let oa2 = b.ins().iadd_imm_u(oa, (self.unroll * 64) as i64);
+        let more = b.ins().icmp_imm_u(
+            cranelift_codegen::ir::condcodes::IntCC::UnsignedLessThan,
+            oa2,
+            (self.k * 4) as i64,
+        );
+        let mut back = vec![ow2.into(), oa2.into()];
+        back.extend(accs.iter().map(|&a| BlockArg::from(a)));
+        let out_args: Vec<BlockArg> = accs.iter().map(|&a| BlockArg::from(a)).collect();
+        b.ins().brif(more, body, &back, exit, &out_args);
+        b.seal_block(body);
+        b.switch_to_block(exit);
+        b.seal_block(exit);
+        b.block_params(exit).to_vec()
+    }
+
+    /// Weight base pointer of group `g` (a pointer-sized value).
+    fn group_base(&self, b: &mut FunctionBuilder, g: Value) -> Value {
+        let off = b.ins().imul_imm_u(g, (self.r * self.k / 4) as i64);
+        b.ins().iadd(self.w, off)
+    }
+}
+
+/// Builds the IR of the GEMV kernel for `shape` on `target`.
+pub fn build_function(
+    shape: &GemvShape,
+    params: &GemvParams,
+    target: &Target,
+) -> Result<(Function, usize, DotForm), CodegenError> {
+    use cranelift_codegen::ir::condcodes::IntCC;
+    let unroll = check_params(shape, params)?;
+    let dot = params
+        .dot
+        .unwrap_or_else(|| DotForm::for_target(&target.info));
+    if dot == DotForm::Pmaddubsw && !(target.info.is_x86_64() && target.info.has("has_ssse3")) {
+        return Err(CodegenError::Unsupported(
+            "DotForm::Pmaddubsw needs x86-64 with SSSE3".into(),
+        ));
+    }
+    let isa = &target.isa;
+    let ptr = isa.pointer_type();
+    let mut sig = Signature::new(isa.default_call_conv());
+    for _ in 0..5 {
+        sig.params.push(AbiParam::new(ptr));
+    }
+    let mut func = Function::with_name_signature(UserFuncName::user(0, 0), sig);
+    let mut fctx = FunctionBuilderContext::new();
+    let mut b = FunctionBuilder::new(&mut func, &mut fctx);
+
+    let (k, m, r) = (shape.k, shape.m, shape.layout.rows_per_group);
+    let s_count = params.streams;
+    let full = (m / r) as i64; // groups whose rows are all real
+    let partial_rows = m % r;
+
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    b.seal_block(entry);
+    let p = b.block_params(entry).to_vec();
+    let (w, xq, out, gb, ge) = (p[0], p[1], p[2], p[3], p[4]);
+    let m3 = b.ins().iconst(types::I32, 0x0303_0303);
+    let mask = b.ins().splat(types::I32X4, m3);
+    let em = Emitter {
+        k,
+        r,
+        unroll,
+        dot,
+        ptr,
+        mask,
+        w,
+        xq,
+    };
+
+    // Full groups of the range: gb .. min(ge, full), split into `s_count` runs of `per`.
+    let full_v = b.ins().iconst(ptr, full);
+    let gef = b.ins().umin(ge, full_v);
+    let has = b.ins().icmp(IntCC::UnsignedGreaterThan, gef, gb);
+    let diff = b.ins().isub(gef, gb);
+    let zero = b.ins().iconst(ptr, 0);
+    let n = b.ins().select(has, diff, zero);
+    let per = b.ins().udiv_imm_u(n, s_count as i64);
+
+    // Stores the accumulators of group `g` (all rows real) at out + (g − gb)·R·4.
+    let store_group = |b: &mut FunctionBuilder, g: Value, accs: &[Value]| {
+        let rel = b.ins().isub(g, gb);
+        let off = b.ins().imul_imm_u(rel, (r * 4) as i64);
+        let dst = b.ins().iadd(out, off);
+        for (sv, &a) in accs.iter().enumerate() {
+            b.ins().store(STORE, a, dst, (sv * 16) as i32);
+        }
+    };
+
+    // Outer loop over j in 0..per: groups gb + s·per + j.
+    let outer = b.create_block();
+    let outer_body = b.create_block();
+    let tail = b.create_block();
+    b.append_block_param(outer, ptr);
+    b.ins().jump(outer, &[zero.into()]);
+    b.switch_to_block(outer);
+    let j = b.block_params(outer)[0];
+    let go = b.ins().icmp(IntCC::UnsignedLessThan, j, per);
+    b.ins().brif(go, outer_body, &[], tail, &[]);
+    b.switch_to_block(outer_body);
+    b.seal_block(outer_body);
+    let gj = b.ins().iadd(gb, j);
+    let groups: Vec<Value> = (0..s_count)
+        .map(|s| {
+            if s == 0 {
+                gj
+            } else {
+                let o = b.ins().imul_imm_u(per, s as i64);
+                b.ins().iadd(gj, o)
+            }
+        })
+        .collect();
+    let bases: Vec<Value> = groups.iter().map(|&g| em.group_base(&mut b, g)).collect();
+    let accs = em.k_loop(&mut b, &bases);
+    let nsv = r / 4;
+    for (s, &g) in groups.iter().enumerate() {
+        store_group(&mut b, g, &accs[s * nsv..(s + 1) * nsv]);
+    }
+    let j2 = b.ins().iadd_imm_u(j, 1);
+    b.ins().jump(outer, &[j2.into()]);
+    b.seal_block(outer);
+
+    // Tail: left-over full groups gb + s_count·per .. gef, one at a time.
+    b.switch_to_block(tail);
+    b.seal_block(tail);
+    let done = b.ins().imul_imm_u(per, s_count as i64);
+    let t0 = b.ins().iadd(gb, done);
+    let t_loop = b.create_block();
+    let t_body = b.create_block();
+    let after = b.create_block();
+    b.append_block_param(t_loop, ptr);
+    b.ins().jump(t_loop, &[t0.into()]);
+    b.switch_to_block(t_loop);
+    let g = b.block_params(t_loop)[0];
+    let go = b.ins().icmp(IntCC::UnsignedLessThan, g, gef);
+    b.ins().brif(go, t_body, &[], after, &[]);
+    b.switch_to_block(t_body);
+    b.seal_block(t_body);
+    let base = em.group_base(&mut b, g);
+    let accs = em.k_loop(&mut b, &[base]);
+    store_group(&mut b, g, &accs);
+    let g2 = b.ins().iadd_imm_u(g, 1);
+    b.ins().jump(t_loop, &[g2.into()]);
+    b.seal_block(t_loop);
+
+    b.switch_to_block(after);
+    b.seal_block(after);
+    if partial_rows > 0 {
+        // The partial last group `full`, if the range reaches it: ge > full and gb <= full.
+        let last = b.create_block();
+        let ret = b.create_block();
+        let past = b.ins().icmp(IntCC::UnsignedGreaterThan, ge, full_v);
+        let from = b.ins().icmp(IntCC::UnsignedLessThanOrEqual, gb, full_v);
+        let both = b.ins().band(past, from);
+        b.ins().brif(both, last, &[], ret, &[]);
+        b.switch_to_block(last);
+        b.seal_block(last);
+        let base = em.group_base(&mut b, full_v);
+        let accs = em.k_loop(&mut b, &[base]);
+        let rel = b.ins().isub(full_v, gb);
+        let off = b.ins().imul_imm_u(rel, (r * 4) as i64);
+        let dst = b.ins().iadd(out, off);
+        for row in 0..partial_rows {
+            let v = b.ins().extractlane(accs[row / 4], (row % 4) as u8);
+            b.ins().store(STORE, v, dst, (row * 4) as i32);
+        }
+        b.ins().jump(ret, &[]);
+        b.switch_to_block(ret);
+        b.seal_block(ret);
+    }
+    b.ins().return_(&[]);
+    b.finalize(isa.frontend_config());
+    Ok((func, unroll, dot))
+}
+
+/// Compiles the kernel for any target without running it (e.g. aarch64 from x86-64).
+pub fn compile_only(
+    shape: &GemvShape,
+    params: &GemvParams,
+    target: &Target,
+) -> Result<KernelInfo, CodegenError> {
+    let t0 = Instant::now();
+    let (func, unroll, dot) = build_function(shape, params, target)?;
+    let mut ctx = Context::for_function(func);
+    ctx.set_disasm(true);
+    let compiled = ctx
+        .compile(&*target.isa, &mut ControlPlane::default())
+        .map_err(|e| CodegenError::Compile(format!("{:?}", e.inner)))?;
+    Ok(KernelInfo {
+        shape: *shape,
+        params: *params,
+        unroll,
+        dot,
+        target: target.info.clone(),
+        vnni: target.info.vnni(),
+        code: compiled.code_buffer().to_vec(),
+        vcode: compiled.vcode.clone(),
+        compile_time: t0.elapsed(),
+    })
+}
+
+type GemvFn = unsafe extern "C" fn(*const u8, *const i8, *mut i32, usize, usize);
+
+/// Owns the JIT memory of one kernel.
+struct ModuleHolder(Option<JITModule>);
+
+// SAFETY: after `finalize_definitions` the module is never used again except to free its memory
+// on drop (which needs `&mut self`, so no concurrent access); the code it holds is immutable.
+unsafe impl Send for ModuleHolder {}
+unsafe impl Sync for ModuleHolder {}
+
+impl Drop for ModuleHolder {
+    fn drop(&mut self) {
+        if let Some(m) = self.0.take() {
+            // SAFETY: the only pointer into this memory is `GemvKernel::func`, which is dropped
+            // together with this holder.
+            unsafe { m.free_memory() };
+        }
+    }
+}
+
+/// A JIT-compiled decode GEMV kernel for one shape on this host.
+pub struct GemvKernel {
+    func: GemvFn,
+    info: KernelInfo,
+    _module: ModuleHolder,
+}
+
+impl std::fmt::Debug for GemvKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GemvKernel")
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+impl GemvKernel {
+    /// Generates and JIT-compiles the kernel for `shape` at `level` on this host.
+    pub fn compile(
+        shape: &GemvShape,
+        params: &GemvParams,
+        level: IsaLevel,
+    ) -> Result<GemvKernel, CodegenError> {
+        GemvKernel::compile_for(shape, params, &Target::host(level)?)
+    }
+
+    /// Generates and JIT-compiles the kernel for a host `target` (see [`Target::host`]).
+    pub fn compile_for(
+        shape: &GemvShape,
+        params: &GemvParams,
+        target: &Target,
+    ) -> Result<GemvKernel, CodegenError> {
+        if !target.info.host {
+            return Err(CodegenError::Isa(
+                "cannot JIT for a non-host target; use compile_only".into(),
+            ));
+        }
+        let t0 = Instant::now();
+        let (func, unroll, dot) = build_function(shape, params, target)?;
+        let jb = JITBuilder::with_isa(target.isa.clone(), default_libcall_names());
+        let mut module = JITModule::new(jb);
+        let jerr = |e: cranelift_module::ModuleError| CodegenError::Compile(e.to_string());
+        let id = module
+            .declare_function("bitnetc_gemv", Linkage::Local, &func.signature)
+            .map_err(jerr)?;
+        let mut ctx = Context::for_function(func);
+        ctx.set_disasm(true);
+        module.define_function(id, &mut ctx).map_err(jerr)?;
+        let compiled = ctx
+            .compiled_code()
+            .ok_or_else(|| CodegenError::Compile("no compiled code".into()))?;
+        let code = compiled.code_buffer().to_vec();
+        let vcode = compiled.vcode.clone();
+        module.finalize_definitions().map_err(jerr)?;
+        let ptr = module.get_finalized_function(id);
+        // SAFETY: the function was built with exactly this signature in the platform's C
+        // calling convention.
+        let func: GemvFn = unsafe { std::mem::transmute::<*const u8, GemvFn>(ptr) };
+        Ok(GemvKernel {
+            func,
+            info: KernelInfo {
+                shape: *shape,
+                params: *params,
+                unroll,
+                dot,
+                target: target.info.clone(),
+                vnni: target.info.vnni(),
+                code,
+                vcode,
+                compile_time: t0.elapsed(),
+            },
+            _module: ModuleHolder(Some(module)),
+        })
+    }
+
+    /// What was compiled and what it relies on.
+    pub fn info(&self) -> &KernelInfo {
+        &self.info
+    }
+
+    /// Number of row groups of the shape.
+    pub fn groups(&self) -> usize {
+        self.info.shape.layout.groups(self.info.shape.m)
+    }
+
+    /// Rows of `out` written for groups `groups`: `groups.start·R .. min(groups.end·R, M)`.
+    pub fn rows_of(&self, groups: Range<usize>) -> Range<usize> {
+        let r = self.info.shape.layout.rows_per_group;
+        let m = self.info.shape.m;
+        (groups.start * r).min(m)..(groups.end * r).min(m)
+    }
+
+    fn check(&self, w: &RepackedMatrix, xq: &ExpandedActivations) -> Result<(), CodegenError> {
+        let s = &self.info.shape;
+        if GemvShape::of(w) != *s {
+            return Err(CodegenError::Shape(format!(
+                "kernel is for {s:?}, weights are {:?}",
+                GemvShape::of(w)
+            )));
+        }
+        if xq.k() != s.k {
+            return Err(CodegenError::Shape(format!(
+                "kernel K = {}, activations K = {}",
+                s.k,
+                xq.k()
+            )));
+        }
+        Ok(())
+    }
+
+    /// `out[m] = Σ_k code[m,k]·q[k]` for all M rows (`q.len() = K`, `out.len() = M`).
+    /// Expands the activations on each call; see [`GemvKernel::run_expanded`] to reuse them.
+    pub fn run(&self, w: &RepackedMatrix, q: &[i8], out: &mut [i32]) -> Result<(), CodegenError> {
+        if q.len() != self.info.shape.k {
+            return Err(CodegenError::Shape(format!(
+                "kernel K = {}, q has {} values",
+                self.info.shape.k,
+                q.len()
+            )));
+        }
+        let xq = ExpandedActivations::new(q);
+        self.run_expanded(w, &xq, 0..self.groups(), out)
+    }
+
+    /// Rows of groups `groups` into `out` (`out.len()` = the length of [`GemvKernel::rows_of`]).
+    pub fn run_expanded(
+        &self,
+        w: &RepackedMatrix,
+        xq: &ExpandedActivations,
+        groups: Range<usize>,
+        out: &mut [i32],
+    ) -> Result<(), CodegenError> {
+        self.check(w, xq)?;
+        if groups.start > groups.end || groups.end > self.groups() {
+            return Err(CodegenError::Shape(format!(
+                "groups {groups:?} out of 0..{}",
+                self.groups()
+            )));
+        }
+        let rows = self.rows_of(groups.clone());
+        if out.len() != rows.len() {
+            return Err(CodegenError::Shape(format!(
+                "out has {} values, groups {groups:?} have {} rows",
+                out.len(),
+                rows.len()
+            )));
+        }
+        // SAFETY: lengths checked above: `w` holds every group, `xq` 4·K bytes, `out` the rows.
+        unsafe {
+            self.run_raw(
+                w.bytes().as_ptr(),
+                xq.as_slice().as_ptr(),
+                out.as_mut_ptr(),
+                groups,
+            )
+        };
+        Ok(())
+    }
+
+    /// Calls the kernel on raw pointers.
+    ///
+    /// # Safety
+    /// `w` must point at `groups.end · R·K/4` readable bytes laid out as a [`RepackedMatrix`] of
+    /// this shape, `xq` at `4·K` readable bytes of expanded activations, `out` at
+    /// `rows_of(groups).len()` writable i32, and `groups.start <= groups.end <= self.groups()`.
+    pub unsafe fn run_raw(&self, w: *const u8, xq: *const i8, out: *mut i32, groups: Range<usize>) {
+        unsafe { (self.func)(w, xq, out, groups.start, groups.end) }
+    }
+
+    /// All rows, with the groups split into `parts` contiguous ranges run on the current rayon
+    /// pool (one task per range; `parts = 1` runs inline).
+    pub fn run_parallel(
+        &self,
+        w: &RepackedMatrix,
+        xq: &ExpandedActivations,
+        out: &mut [i32],
+        parts: usize,
+    ) -> Result<(), CodegenError> {
+        self.check(w, xq)?;
+        if out.len() != self.info.shape.m {
+            return Err(CodegenError::Shape(format!(
+                "out has {} values, M = {}",
+                out.len(),
+                self.info.shape.m
+            )));
+        }
+        let ranges = split_groups(self.groups(), parts.max(1));
+        if ranges.len() <= 1 {
+            return self.run_expanded(w, xq, 0..self.groups(), out);
+        }
+        let mut chunks = Vec::with_capacity(ranges.len());
+        let mut rest = out;
+        for g in &ranges {
+            let (head, tail) = rest.split_at_mut(self.rows_of(g.clone()).len());
+            chunks.push((g.clone(), head));
+            rest = tail;
+        }
+        rayon::scope(|s| {
+            let mut it = chunks.into_iter();
+            let first = it.next();
+            for (g, o) in it {
+                s.spawn(move |_| {
+                    self.run_expanded(w, xq, g, o).expect("checked");
+                });
+            }
+            if let Some((g, o)) = first {
+                self.run_expanded(w, xq, g, o).expect("checked");
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Splits `n_groups` row groups into at most `parts` contiguous, non-empty ranges whose sizes
+/// differ by at most one.
+pub fn split_groups(n_groups: usize, parts: usize) -> Vec<Range<usize>> {
+    let parts = parts.max(1).min(n_groups.max(1));
+    let (q, rem) = (n_groups / parts, n_groups % parts);
+    let mut v = Vec::with_capacity(parts);
+    let mut start = 0;
+    for i in 0..parts {
+        let len = q + usize::from(i < rem);
+        if len > 0 {
+            v.push(start..start + len);
+        }
+        start += len;
+    }
+    v
+}
+
+/// The reference epilogue, in `ternary_output`'s order: `((acc − qsum) / s) · scale` in f32.
+#[inline]
+pub fn ternary_output(acc: i32, qsum: i32, s: f32, scale: f32) -> f32 {
+    ((acc as f32 - qsum as f32) / s) * scale
+}
+
+/// Applies [`ternary_output`] to every row: `y[m] = ((acc[m] − qsum) / s) · scale[m]`.
+pub fn epilogue(w: &RepackedMatrix, acc: &[i32], qsum: i32, s: f32, y: &mut [f32]) {
+    assert_eq!(acc.len(), w.m);
+    assert_eq!(y.len(), w.m);
+    for (m, (o, &a)) in y.iter_mut().zip(acc).enumerate() {
+        *o = ternary_output(a, qsum, s, w.scales.get(m));
+    }
+}

@@ -1,0 +1,12 @@
+//! CPU kernels.
+
+pub mod gemv;
+pub mod isa;
+pub mod repack;
+
+pub use gemv::{
+    compile_only, epilogue, split_groups, ternary_output, DotForm, GemvKernel, GemvParams,
+    GemvShape, KernelInfo,
+};
+pub use isa::{HostFeatures, IsaLevel, Target, TargetInfo};
+pub use repack::{ExpandedActivations, Layout, RepackedMatrix, RowScales};

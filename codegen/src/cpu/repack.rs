@@ -1,0 +1,450 @@
+//! Repacking ternary weight matrices into the layout generated GEMV/GEMM kernels read.
+//!
+//! A weight `[K, M]` (M rows of K codes) in I2_S, TQ1_0 or TQ2_0 is decoded with the
+//! `bitnetc_models::quant` codecs into unsigned codes `0/1/2` (meaning `−1/0/+1`) and stored as
+//! follows ([`Layout`]):
+//!
+//! * rows are cut into **groups** of `rows_per_group` rows (a multiple of 4); M is padded to a
+//!   whole number of groups with zero-weight rows (code 1);
+//! * a group is `R·K/4` contiguous bytes (`R = rows_per_group`); inside it, for each 16-column
+//!   chunk `c` (`c = 0..K/16`), come `R/4` **sub-vectors** of 16 bytes, one per 4 rows;
+//! * in the sub-vector of rows `r0..r0+4` and chunk `c`, byte `4i+t` holds, at bit pair `f`
+//!   (bits `2f..2f+2`), the code of row `r0+i`, column `16c+4f+t`.
+//!
+//! Shifting a sub-vector right by `2f` and masking each byte with 3 gives, in byte `4i+t`, the
+//! code of row `i`, column `16c+4f+t`; against activations whose 4 values `q[16c+4f..16c+4f+4]`
+//! are repeated four times, a u8×i8 4-way dot product (`vpdpbusd`, `pmaddubsw`+`pmaddwd`,
+//! `sdot`) leaves row `i`'s partial sum in i32 lane `i`: no horizontal sums.
+//!
+//! The kernel computes `acc = Σ code·q`; the signed result is `acc − Σ q`.
+
+use bitnetc_ir::{DType, Weight};
+use bitnetc_models::quant::{i2s, tq1_0, tq2_0, QuantError};
+use rayon::prelude::*;
+
+use crate::CodegenError;
+
+/// Weight layout parameters (the tuner's knobs on the data side).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Layout {
+    /// Rows per group: a multiple of 4, at least 4. Each group is one contiguous stream of
+    /// `R·K/4` bytes read by one accumulator set of `R/4` i32x4 vectors.
+    pub rows_per_group: usize,
+}
+
+impl Default for Layout {
+    fn default() -> Layout {
+        Layout { rows_per_group: 4 }
+    }
+}
+
+impl Layout {
+    /// Checks the parameters.
+    pub fn validate(&self) -> Result<(), CodegenError> {
+        let r = self.rows_per_group;
+        if r == 0 || r % 4 != 0 || r > 64 {
+            return Err(CodegenError::Unsupported(format!(
+                "rows_per_group = {r}: must be a multiple of 4 between 4 and 64"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Sub-vectors (of 4 rows) per group.
+    pub fn subvectors(&self) -> usize {
+        self.rows_per_group / 4
+    }
+
+    /// Bytes of one group for a row length of `k`.
+    pub fn group_bytes(&self, k: usize) -> usize {
+        self.rows_per_group * k / 4
+    }
+
+    /// Number of groups for `m` rows.
+    pub fn groups(&self, m: usize) -> usize {
+        m.div_ceil(self.rows_per_group)
+    }
+
+    /// Byte offset of the sub-vector (`group`, column chunk `c`, sub-vector `sv`).
+    pub fn offset(&self, k: usize, group: usize, c: usize, sv: usize) -> usize {
+        group * self.group_bytes(k) + c * self.rows_per_group * 4 + sv * 16
+    }
+}
+
+/// How the outputs of the rows are scaled.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RowScales {
+    /// One scale for the whole tensor (I2_S).
+    Tensor(f32),
+    /// One scale per row (TQ1_0 / TQ2_0 rows whose non-empty 256-blocks share one scale;
+    /// an all-zero row gets 0).
+    PerRow(Vec<f32>),
+}
+
+impl RowScales {
+    /// The scale of row `m`.
+    pub fn get(&self, m: usize) -> f32 {
+        match self {
+            RowScales::Tensor(s) => *s,
+            RowScales::PerRow(v) => v[m],
+        }
+    }
+}
+
+/// 64-byte aligned storage unit.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+/// A ternary matrix in the [`Layout`] the generated kernels read.
+#[derive(Clone)]
+pub struct RepackedMatrix {
+    /// Inputs per row.
+    pub k: usize,
+    /// Rows (outputs), without padding.
+    pub m: usize,
+    /// The layout.
+    pub layout: Layout,
+    /// The source format.
+    pub source: DType,
+    /// Per-row scales.
+    pub scales: RowScales,
+    lines: Vec<Line>,
+    len: usize,
+}
+
+impl std::fmt::Debug for RepackedMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "RepackedMatrix({}x{} from {}, {:?}, {} bytes)",
+            self.m, self.k, self.source, self.layout, self.len
+        )
+    }
+}
+
+fn quant_err(name: &str, e: QuantError) -> CodegenError {
+    CodegenError::Weight {
+        name: name.to_string(),
+        problem: e.to_string(),
+    }
+}
+
+/// The scale shared by every 256-block of a TQ row that holds a non-zero weight (`0` for an
+/// all-zero row), or `None` if they differ.
+fn uniform_scale(codes: &[u8], scales: &[f32]) -> Option<f32> {
+    let mut shared: Option<f32> = None;
+    for (block, &d) in codes.chunks(256).zip(scales) {
+        if block.iter().all(|&c| c == 1) {
+            continue;
+        }
+        match shared {
+            None => shared = Some(d),
+            Some(s) if s.to_bits() == d.to_bits() => {}
+            Some(_) => return None,
+        }
+    }
+    Some(shared.unwrap_or(0.0))
+}
+
+impl RepackedMatrix {
+    /// Repacks a ternary weight (`dims = [K, M]`, I2_S / TQ1_0 / TQ2_0).
+    ///
+    /// Errors: other formats; K not a multiple of the format's block; bad payload length; code 3;
+    /// invalid scales; a TQ row whose non-empty blocks have different scales (per-block scales
+    /// are not supported by the generated kernels yet).
+    pub fn from_weight(weight: &Weight, layout: Layout) -> Result<RepackedMatrix, CodegenError> {
+        layout.validate()?;
+        let name = weight.name.as_str();
+        if weight.dims.len() != 2 {
+            return Err(CodegenError::Weight {
+                name: name.into(),
+                problem: format!("expected 2 dimensions [K, M], got {:?}", weight.dims),
+            });
+        }
+        let (k, m) = (weight.dims[0] as usize, weight.dims[1] as usize);
+        let dtype = weight.dtype;
+        let bytes = weight.data.bytes();
+        let block = match dtype {
+            DType::I2S => i2s::BLOCK_ELEMS,
+            DType::TQ1_0 | DType::TQ2_0 => 256,
+            other => {
+                return Err(CodegenError::Weight {
+                    name: name.into(),
+                    problem: format!("{other} is not a ternary format"),
+                })
+            }
+        };
+        if k == 0 || m == 0 || k % block != 0 {
+            return Err(CodegenError::Weight {
+                name: name.into(),
+                problem: format!("K = {k}, M = {m}: K must be a non-zero multiple of {block}"),
+            });
+        }
+        let tensor_scale = match dtype {
+            DType::I2S => Some(i2s::scale(bytes, k * m).map_err(|e| quant_err(name, e))?),
+            _ => {
+                let rb = dtype.row_bytes(k as u64).expect("checked multiple") as usize;
+                if bytes.len() != rb * m {
+                    return Err(quant_err(
+                        name,
+                        QuantError::WrongByteLength {
+                            dtype,
+                            n_elems: k * m,
+                            expected: rb * m,
+                            actual: bytes.len(),
+                        },
+                    ));
+                }
+                None
+            }
+        };
+
+        // Decodes row `row` into `codes`, returning its scale (TQ) or None (I2_S).
+        let decode_row = |row: usize, codes: &mut [u8], blk: &mut [f32]| {
+            match dtype {
+                DType::I2S => {
+                    i2s::decode_codes(bytes, row * k, codes).map_err(|e| quant_err(name, e))?
+                }
+                DType::TQ2_0 | DType::TQ1_0 => {
+                    let rb = dtype.row_bytes(k as u64).expect("checked") as usize;
+                    let src = &bytes[row * rb..(row + 1) * rb];
+                    if dtype == DType::TQ2_0 {
+                        tq2_0::decode_row_codes(src, codes, blk)
+                    } else {
+                        tq1_0::decode_row_codes(src, codes, blk)
+                    }
+                    .map_err(|e| quant_err(name, e))?
+                }
+                _ => unreachable!("checked above"),
+            }
+            if let Some(i) = codes.iter().position(|&c| c > 2) {
+                return Err(quant_err(
+                    name,
+                    QuantError::BadCode {
+                        dtype,
+                        index: row * k + i,
+                        code: codes[i],
+                    },
+                ));
+            }
+            if tensor_scale.is_some() {
+                return Ok(0.0);
+            }
+            uniform_scale(codes, blk).ok_or_else(|| {
+                CodegenError::Unsupported(format!(
+                    "{name}: row {row} has 256-blocks with different {dtype} scales; \
+                     per-block scales are not supported by the generated kernels yet"
+                ))
+            })
+        };
+
+        let r = layout.rows_per_group;
+        let gb = layout.group_bytes(k);
+        let groups = layout.groups(m);
+        let len = groups * gb;
+        debug_assert_eq!(len % 64, 0);
+        let mut lines = vec![Line([0u8; 64]); len / 64];
+        let mut row_scales = vec![0f32; groups * r];
+        {
+            // SAFETY: `Line` is 64 plain bytes with no padding; the view covers exactly `lines`.
+            let data: &mut [u8] =
+                unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<u8>(), len) };
+            data.par_chunks_mut(gb)
+                .zip(row_scales.par_chunks_mut(r))
+                .enumerate()
+                .try_for_each(|(g, (dst, scl))| {
+                    let mut codes = vec![1u8; r * k];
+                    let mut blk = vec![0f32; k / 256];
+                    for i in 0..r {
+                        let row = g * r + i;
+                        if row < m {
+                            scl[i] = decode_row(row, &mut codes[i * k..(i + 1) * k], &mut blk)?;
+                        }
+                    }
+                    pack_group(&codes, k, r, dst);
+                    Ok::<(), CodegenError>(())
+                })?;
+        }
+        row_scales.truncate(m);
+        let scales = match tensor_scale {
+            Some(s) => RowScales::Tensor(s),
+            None => RowScales::PerRow(row_scales),
+        };
+        Ok(RepackedMatrix {
+            k,
+            m,
+            layout,
+            source: dtype,
+            scales,
+            lines,
+            len,
+        })
+    }
+
+    /// Repacks plain codes (`m` rows of `k` codes, each 0..=2, row-major) with a tensor scale.
+    /// `k` must be a multiple of 16. Used by tests and synthetic benchmarks.
+    pub fn from_codes(
+        codes: &[u8],
+        k: usize,
+        m: usize,
+        scale: f32,
+        layout: Layout,
+    ) -> Result<RepackedMatrix, CodegenError> {
+        layout.validate()?;
+        if k == 0 || m == 0 || k % 16 != 0 || codes.len() != k * m {
+            return Err(CodegenError::Unsupported(format!(
+                "from_codes: {} codes for K = {k} (a multiple of 16), M = {m}",
+                codes.len()
+            )));
+        }
+        if let Some(i) = codes.iter().position(|&c| c > 2) {
+            return Err(CodegenError::Unsupported(format!(
+                "from_codes: code {} at {i}",
+                codes[i]
+            )));
+        }
+        let r = layout.rows_per_group;
+        let gb = layout.group_bytes(k);
+        let len = layout.groups(m) * gb;
+        // K multiple of 16 and R multiple of 4 give a multiple of 16, not always 64: round up.
+        let mut lines = vec![Line([0u8; 64]); len.div_ceil(64)];
+        {
+            // SAFETY: as in `from_weight`; the view is no longer than `lines`.
+            let data: &mut [u8] =
+                unsafe { std::slice::from_raw_parts_mut(lines.as_mut_ptr().cast::<u8>(), len) };
+            let mut buf = vec![1u8; r * k];
+            for (g, dst) in data.chunks_mut(gb).enumerate() {
+                buf.fill(1);
+                let rows = r.min(m - g * r);
+                buf[..rows * k].copy_from_slice(&codes[g * r * k..(g * r + rows) * k]);
+                pack_group(&buf, k, r, dst);
+            }
+        }
+        Ok(RepackedMatrix {
+            k,
+            m,
+            layout,
+            source: DType::I2S,
+            scales: RowScales::Tensor(scale),
+            lines,
+            len,
+        })
+    }
+
+    /// The packed bytes (`groups · R·K/4`).
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: `lines` holds at least `len` initialized bytes.
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<u8>(), self.len) }
+    }
+
+    /// Number of row groups.
+    pub fn groups(&self) -> usize {
+        self.layout.groups(self.m)
+    }
+
+    /// Rows including padding.
+    pub fn padded_rows(&self) -> usize {
+        self.groups() * self.layout.rows_per_group
+    }
+
+    /// Reads back the code of (`row`, `col`) from the packed form (for tests and debugging).
+    pub fn code(&self, row: usize, col: usize) -> u8 {
+        let r = self.layout.rows_per_group;
+        let (g, i) = (row / r, row % r);
+        let (sv, i) = (i / 4, i % 4);
+        let (c, f, t) = (col / 16, (col % 16) / 4, col % 4);
+        let b = self.bytes()[self.layout.offset(self.k, g, c, sv) + 4 * i + t];
+        (b >> (2 * f)) & 3
+    }
+}
+
+/// Packs one group: `codes` holds `r` rows of `k` codes; `dst` is `r·k/4` bytes.
+fn pack_group(codes: &[u8], k: usize, r: usize, dst: &mut [u8]) {
+    for c in 0..k / 16 {
+        for sv in 0..r / 4 {
+            let v = &mut dst[c * r * 4 + sv * 16..][..16];
+            for i in 0..4 {
+                let row = &codes[(4 * sv + i) * k + 16 * c..][..16];
+                for t in 0..4 {
+                    v[4 * i + t] =
+                        row[t] | (row[4 + t] << 2) | (row[8 + t] << 4) | (row[12 + t] << 6);
+                }
+            }
+        }
+    }
+}
+
+/// Activations expanded for the kernels: each group of 4 int8 values repeated to fill 16 bytes
+/// (`4·K` bytes, 64-byte aligned), plus `Σ q`.
+#[derive(Clone)]
+pub struct ExpandedActivations {
+    lines: Vec<Line>,
+    len: usize,
+    /// `Σ q` (i32).
+    pub sum: i32,
+}
+
+impl std::fmt::Debug for ExpandedActivations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ExpandedActivations(K = {}, sum = {})",
+            self.k(),
+            self.sum
+        )
+    }
+}
+
+impl ExpandedActivations {
+    /// A zeroed buffer for rows of `k` values (reuse it with [`ExpandedActivations::fill`]).
+    pub fn with_len(k: usize) -> ExpandedActivations {
+        ExpandedActivations {
+            lines: vec![Line([0u8; 64]); (4 * k).div_ceil(64)],
+            len: 4 * k,
+            sum: 0,
+        }
+    }
+
+    /// Expands `q` (its length must be a multiple of 4).
+    pub fn new(q: &[i8]) -> ExpandedActivations {
+        let mut e = ExpandedActivations::with_len(q.len());
+        e.fill(q);
+        e
+    }
+
+    /// Refills from `q`, resizing if needed (no allocation when the length is unchanged).
+    ///
+    /// # Panics
+    /// If `q.len()` is not a multiple of 4.
+    pub fn fill(&mut self, q: &[i8]) {
+        assert!(
+            q.len().is_multiple_of(4),
+            "activation length must be a multiple of 4"
+        );
+        if self.len != 4 * q.len() {
+            *self = ExpandedActivations::with_len(q.len());
+        }
+        // SAFETY: `lines` holds at least `len` bytes; i8 and u8 have the same layout.
+        let data: &mut [i8] = unsafe {
+            std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<i8>(), self.len)
+        };
+        for (dst, src) in data.chunks_exact_mut(16).zip(q.chunks_exact(4)) {
+            for rep in 0..4 {
+                dst[4 * rep..4 * rep + 4].copy_from_slice(src);
+            }
+        }
+        self.sum = q.iter().map(|&v| i32::from(v)).sum();
+    }
+
+    /// The row length K.
+    pub fn k(&self) -> usize {
+        self.len / 4
+    }
+
+    /// The expanded bytes (`4·K`).
+    pub fn as_slice(&self) -> &[i8] {
+        // SAFETY: `lines` holds at least `len` initialized bytes.
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<i8>(), self.len) }
+    }
+}

@@ -1,0 +1,359 @@
+//! Decode GEMV kernels against a scalar reference written here from the original ternary codes.
+
+use bitnetc_codegen::cpu::{
+    compile_only, split_groups, ternary_output, DotForm, ExpandedActivations, GemvKernel,
+    GemvParams, GemvShape, HostFeatures, IsaLevel, Layout, RepackedMatrix, RowScales, Target,
+};
+use bitnetc_codegen::CodegenError;
+use bitnetc_ir::{DType, Weight, WeightBytes};
+use bitnetc_models::quant::{i2s, tq1_0, tq2_0};
+use half::f16;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// `acc[m] = Σ_k codes[m·k + k']·q[k']`, the plain definition.
+fn scalar_reference(codes: &[u8], q: &[i8], k: usize, m: usize) -> Vec<i32> {
+    (0..m)
+        .map(|row| {
+            codes[row * k..(row + 1) * k]
+                .iter()
+                .zip(q)
+                .map(|(&c, &v)| i32::from(c) * i32::from(v))
+                .sum()
+        })
+        .collect()
+}
+
+fn random_codes(rng: &mut ChaCha8Rng, n: usize) -> Vec<u8> {
+    (0..n).map(|_| rng.gen_range(0..3u8)).collect()
+}
+
+/// Extreme activations included (−128 and 127) so that any i16 saturation would show.
+fn random_q(rng: &mut ChaCha8Rng, k: usize) -> Vec<i8> {
+    (0..k)
+        .map(|i| match i % 7 {
+            0 => -128,
+            1 => 127,
+            _ => rng.gen(),
+        })
+        .collect()
+}
+
+/// Encodes `codes` (`m` rows of `k`) as `dtype` with tensor scale `scale` (TQ: per-row scale
+/// `scale·(row+1)` repeated over its blocks).
+fn encode(dtype: DType, codes: &[u8], k: usize, m: usize, scale: f32) -> Weight {
+    let bytes = match dtype {
+        DType::I2S => i2s::encode(codes, scale),
+        DType::TQ1_0 | DType::TQ2_0 => {
+            let rb = dtype.row_bytes(k as u64).unwrap() as usize;
+            let mut out = vec![0u8; rb * m];
+            for row in 0..m {
+                let d = f16::from_f32(scale * (row % 5 + 1) as f32);
+                let scales = vec![d; k / 256];
+                let c = &codes[row * k..(row + 1) * k];
+                let o = &mut out[row * rb..(row + 1) * rb];
+                if dtype == DType::TQ1_0 {
+                    tq1_0::encode_row(c, &scales, o).unwrap();
+                } else {
+                    tq2_0::encode_row(c, &scales, o).unwrap();
+                }
+            }
+            out
+        }
+        _ => unreachable!(),
+    };
+    Weight {
+        name: format!("test.{dtype}"),
+        dtype,
+        dims: vec![k as u64, m as u64],
+        data: WeightBytes::owned(bytes),
+    }
+}
+
+fn host() -> HostFeatures {
+    HostFeatures::detect().expect("host detection")
+}
+
+fn params_variants() -> Vec<GemvParams> {
+    vec![
+        GemvParams::default(),
+        GemvParams {
+            streams: 1,
+            unroll: 1,
+            dot: None,
+        },
+        GemvParams {
+            streams: 3,
+            unroll: 4,
+            dot: None,
+        },
+    ]
+}
+
+/// Runs every supported level on one matrix and checks exact equality.
+fn check_all_levels(w: &RepackedMatrix, codes: &[u8], q: &[i8], params: &[GemvParams]) {
+    let (k, m) = (w.k, w.m);
+    let want = scalar_reference(codes, q, k, m);
+    let xq = ExpandedActivations::new(q);
+    let shape = GemvShape::of(w);
+    for level in host().supported_levels() {
+        for p in params {
+            let kern = GemvKernel::compile(&shape, p, level).unwrap();
+            let mut got = vec![i32::MIN; m];
+            kern.run(w, q, &mut got).unwrap();
+            assert_eq!(got, want, "K={k} M={m} {:?} {level} {p:?}", w.layout);
+            for parts in [2, 3] {
+                let mut got = vec![i32::MIN; m];
+                kern.run_parallel(w, &xq, &mut got, parts).unwrap();
+                assert_eq!(got, want, "K={k} M={m} {level} {p:?} parts={parts}");
+            }
+        }
+    }
+}
+
+#[test]
+fn host_levels_are_consistent() {
+    let h = host();
+    let levels = h.supported_levels();
+    assert!(levels.contains(&IsaLevel::Native));
+    for level in IsaLevel::ALL {
+        match Target::host(level) {
+            Ok(t) => {
+                assert!(h.supports(level), "{level} built but not supported");
+                // Never above the host.
+                for f in &t.info.enabled {
+                    assert!(h.has(f), "{level} enabled {f}, which the host lacks");
+                }
+                if level == IsaLevel::Sse41 || level == IsaLevel::Avx2 {
+                    assert_eq!(t.info.vnni(), None, "{level} must not use VNNI");
+                }
+            }
+            Err(e) => assert!(!h.supports(level), "{level}: {e}"),
+        }
+    }
+    eprintln!("host {}: levels {levels:?}, flags {:?}", h.arch, h.enabled);
+}
+
+#[test]
+fn odd_shapes_i2s_all_levels() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for k in [128usize, 384, 1280] {
+        for m in [1usize, 4, 7, 33, 65] {
+            let codes = random_codes(&mut rng, k * m);
+            let q = random_q(&mut rng, k);
+            let w = RepackedMatrix::from_weight(
+                &encode(DType::I2S, &codes, k, m, 0.5),
+                Layout::default(),
+            )
+            .unwrap();
+            assert_eq!(w.scales, RowScales::Tensor(0.5));
+            check_all_levels(&w, &codes, &q, &params_variants());
+        }
+    }
+}
+
+#[test]
+fn odd_shapes_tq_formats_and_layouts() {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    for dtype in [DType::TQ1_0, DType::TQ2_0] {
+        for (k, m) in [(256usize, 7usize), (512, 33), (1280, 65)] {
+            let codes = random_codes(&mut rng, k * m);
+            let q = random_q(&mut rng, k);
+            let weight = encode(dtype, &codes, k, m, 0.25);
+            for r in [4usize, 8, 16] {
+                let w = RepackedMatrix::from_weight(&weight, Layout { rows_per_group: r }).unwrap();
+                match &w.scales {
+                    RowScales::PerRow(v) => {
+                        for (row, &s) in v.iter().enumerate() {
+                            assert_eq!(s, f16::from_f32(0.25 * (row % 5 + 1) as f32).to_f32());
+                        }
+                    }
+                    other => panic!("{other:?}"),
+                }
+                for row in 0..m {
+                    for col in [0, k / 2 + 3, k - 1] {
+                        assert_eq!(w.code(row, col), codes[row * k + col]);
+                    }
+                }
+                check_all_levels(&w, &codes, &q, &params_variants()[..2]);
+            }
+        }
+    }
+}
+
+#[test]
+fn bitnet_2b4t_shapes_all_formats() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    // (K, M) of the 2B4T linears: q/o, k/v, gate/up, down.
+    for (k, m) in [
+        (2560usize, 2560usize),
+        (2560, 640),
+        (2560, 6912),
+        (6912, 2560),
+    ] {
+        let codes = random_codes(&mut rng, k * m);
+        let q = random_q(&mut rng, k);
+        for dtype in [DType::I2S, DType::TQ1_0, DType::TQ2_0] {
+            let w =
+                RepackedMatrix::from_weight(&encode(dtype, &codes, k, m, 0.5), Layout::default())
+                    .unwrap();
+            check_all_levels(&w, &codes, &q, &[GemvParams::default()]);
+        }
+    }
+}
+
+#[test]
+fn epilogue_matches_reference_order() {
+    // ((acc − qsum) / s) · scale, all in f32.
+    let (acc, qsum, s, scale) = (12345i32, -321i32, 3.7f32, 0.61f32);
+    let want = ((acc as f32 - qsum as f32) / s) * scale;
+    assert_eq!(
+        ternary_output(acc, qsum, s, scale).to_bits(),
+        want.to_bits()
+    );
+}
+
+#[test]
+fn mixed_tq_block_scales_are_reported() {
+    let k = 512;
+    let codes = vec![2u8; k];
+    let rb = DType::TQ2_0.row_bytes(k as u64).unwrap() as usize;
+    let mut bytes = vec![0u8; rb];
+    tq2_0::encode_row(
+        &codes,
+        &[f16::from_f32(1.0), f16::from_f32(2.0)],
+        &mut bytes,
+    )
+    .unwrap();
+    let w = Weight {
+        name: "mixed".into(),
+        dtype: DType::TQ2_0,
+        dims: vec![k as u64, 1],
+        data: WeightBytes::owned(bytes),
+    };
+    match RepackedMatrix::from_weight(&w, Layout::default()) {
+        Err(CodegenError::Unsupported(msg)) => assert!(msg.contains("different"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn length_checks() {
+    let (k, m) = (128, 8);
+    let codes = vec![1u8; k * m];
+    let w = RepackedMatrix::from_codes(&codes, k, m, 1.0, Layout::default()).unwrap();
+    let kern =
+        GemvKernel::compile(&GemvShape::of(&w), &GemvParams::default(), IsaLevel::Native).unwrap();
+    let q = vec![1i8; k];
+    assert!(kern.run(&w, &q[..k - 4], &mut vec![0; m]).is_err());
+    assert!(kern.run(&w, &q, &mut vec![0; m - 1]).is_err());
+    let other =
+        RepackedMatrix::from_codes(&vec![1u8; 256 * m], 256, m, 1.0, Layout::default()).unwrap();
+    assert!(kern.run(&other, &q, &mut vec![0; m]).is_err());
+    let xq = ExpandedActivations::new(&q);
+    assert!(kern.run_expanded(&w, &xq, 0..3, &mut vec![0; m]).is_err());
+    let mut out = vec![0; 4];
+    kern.run_expanded(&w, &xq, 1..2, &mut out).unwrap();
+    assert_eq!(out, vec![k as i32; 4]);
+}
+
+#[test]
+fn split_groups_covers_everything() {
+    for n in 0..40 {
+        for parts in 1..6 {
+            let r = split_groups(n, parts);
+            let mut next = 0;
+            for g in &r {
+                assert_eq!(g.start, next);
+                assert!(g.end > g.start);
+                next = g.end;
+            }
+            assert_eq!(next, n);
+            assert!(r.len() <= parts);
+        }
+    }
+}
+
+#[test]
+fn vnni_is_used_when_available() {
+    let shape = GemvShape {
+        k: 2560,
+        m: 2560,
+        layout: Layout::default(),
+    };
+    for level in host().supported_levels() {
+        let kern = GemvKernel::compile(&shape, &GemvParams::default(), level).unwrap();
+        let info = kern.info();
+        let vnni = info.uses_instruction("vpdpbusd");
+        eprintln!(
+            "{level}: dot {:?}, vnni {:?}, vpdpbusd {vnni}, pmaddubsw {}, {} code bytes, {:?}",
+            info.dot,
+            info.vnni,
+            info.uses_instruction("pmaddubsw") || info.uses_instruction("vpmaddubsw"),
+            info.code.len(),
+            info.compile_time
+        );
+        if info.target.is_x86_64() {
+            assert_eq!(vnni, info.vnni.is_some(), "{level}");
+        }
+        if std::env::var_os("BITNETC_DUMP_CODE").is_some() {
+            let dir = std::env::temp_dir();
+            std::fs::write(dir.join(format!("gemv_{level}.bin")), &info.code).unwrap();
+            std::fs::write(
+                dir.join(format!("gemv_{level}.vcode")),
+                info.vcode.as_deref().unwrap_or(""),
+            )
+            .unwrap();
+        }
+    }
+}
+
+#[test]
+fn compiles_for_aarch64() {
+    let mut report = Vec::new();
+    for (dotprod, i8mm) in [(false, false), (true, false), (false, true), (true, true)] {
+        let target = Target::aarch64(dotprod, i8mm).unwrap();
+        for (k, m) in [
+            (2560usize, 2560usize),
+            (2560, 640),
+            (2560, 6912),
+            (6912, 2560),
+            (384, 33),
+        ] {
+            let shape = GemvShape {
+                k,
+                m,
+                layout: Layout::default(),
+            };
+            let info = compile_only(&shape, &GemvParams::default(), &target).unwrap();
+            assert!(!info.code.is_empty());
+            let sdot = info.uses_instruction("sdot");
+            let usdot = info.uses_instruction("usdot");
+            if k == 2560 && m == 2560 {
+                report.push(format!(
+                    "dotprod={dotprod} i8mm={i8mm}: {:?} sdot={sdot} usdot={usdot} {} bytes",
+                    info.dot,
+                    info.code.len()
+                ));
+            }
+            match info.dot {
+                DotForm::SignedTree => assert_eq!(sdot, dotprod, "{dotprod} {i8mm}"),
+                DotForm::UnsignedSignedTree => assert_eq!(usdot, i8mm, "{dotprod} {i8mm}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        // The other aarch64 form compiles too.
+        let shape = GemvShape {
+            k: 256,
+            m: 9,
+            layout: Layout { rows_per_group: 8 },
+        };
+        let p = GemvParams {
+            dot: Some(DotForm::UnsignedSignedTree),
+            ..GemvParams::default()
+        };
+        let info = compile_only(&shape, &p, &target).unwrap();
+        assert_eq!(info.uses_instruction("usdot"), i8mm);
+    }
+    eprintln!("{}", report.join("\n"));
+}
