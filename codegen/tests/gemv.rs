@@ -143,7 +143,7 @@ fn odd_shapes_i2s_all_levels() {
             let q = random_q(&mut rng, k);
             let w = RepackedMatrix::from_weight(
                 &encode(DType::I2S, &codes, k, m, 0.5),
-                Layout::default(),
+                Layout::rows4(4),
             )
             .unwrap();
             assert_eq!(w.scales, RowScales::Tensor(0.5));
@@ -160,8 +160,14 @@ fn odd_shapes_tq_formats_and_layouts() {
             let codes = random_codes(&mut rng, k * m);
             let q = random_q(&mut rng, k);
             let weight = encode(dtype, &codes, k, m, 0.25);
-            for r in [4usize, 8, 16] {
-                let w = RepackedMatrix::from_weight(&weight, Layout { rows_per_group: r }).unwrap();
+            for layout in [
+                Layout::rows4(4),
+                Layout::rows4(8),
+                Layout::rows4(16),
+                Layout::rows16(16),
+                Layout::rows16(32),
+            ] {
+                let w = RepackedMatrix::from_weight(&weight, layout).unwrap();
                 match &w.scales {
                     RowScales::PerRow(v) => {
                         for (row, &s) in v.iter().enumerate() {
@@ -195,7 +201,7 @@ fn bitnet_2b4t_shapes_all_formats() {
         let q = random_q(&mut rng, k);
         for dtype in [DType::I2S, DType::TQ1_0, DType::TQ2_0] {
             let w =
-                RepackedMatrix::from_weight(&encode(dtype, &codes, k, m, 0.5), Layout::default())
+                RepackedMatrix::from_weight(&encode(dtype, &codes, k, m, 0.5), Layout::rows4(4))
                     .unwrap();
             check_all_levels(&w, &codes, &q, &[GemvParams::default()]);
         }
@@ -231,7 +237,7 @@ fn mixed_tq_block_scales_are_reported() {
         dims: vec![k as u64, 1],
         data: WeightBytes::owned(bytes),
     };
-    match RepackedMatrix::from_weight(&w, Layout::default()) {
+    match RepackedMatrix::from_weight(&w, Layout::rows4(4)) {
         Err(CodegenError::Unsupported(msg)) => assert!(msg.contains("different"), "{msg}"),
         other => panic!("{other:?}"),
     }
@@ -241,14 +247,14 @@ fn mixed_tq_block_scales_are_reported() {
 fn length_checks() {
     let (k, m) = (128, 8);
     let codes = vec![1u8; k * m];
-    let w = RepackedMatrix::from_codes(&codes, k, m, 1.0, Layout::default()).unwrap();
+    let w = RepackedMatrix::from_codes(&codes, k, m, 1.0, Layout::rows4(4)).unwrap();
     let kern =
         GemvKernel::compile(&GemvShape::of(&w), &GemvParams::default(), IsaLevel::Native).unwrap();
     let q = vec![1i8; k];
     assert!(kern.run(&w, &q[..k - 4], &mut vec![0; m]).is_err());
     assert!(kern.run(&w, &q, &mut vec![0; m - 1]).is_err());
     let other =
-        RepackedMatrix::from_codes(&vec![1u8; 256 * m], 256, m, 1.0, Layout::default()).unwrap();
+        RepackedMatrix::from_codes(&vec![1u8; 256 * m], 256, m, 1.0, Layout::rows4(4)).unwrap();
     assert!(kern.run(&other, &q, &mut vec![0; m]).is_err());
     let xq = ExpandedActivations::new(&q);
     assert!(kern.run_expanded(&w, &xq, 0..3, &mut vec![0; m]).is_err());
@@ -276,17 +282,22 @@ fn split_groups_covers_everything() {
 
 #[test]
 fn vnni_is_used_when_available() {
-    let shape = GemvShape {
-        k: 2560,
-        m: 2560,
-        layout: Layout::default(),
-    };
-    for level in host().supported_levels() {
+    for (level, layout) in host()
+        .supported_levels()
+        .into_iter()
+        .flat_map(|l| [(l, Layout::rows4(4)), (l, Layout::rows16(16))])
+    {
+        let shape = GemvShape {
+            k: 2560,
+            m: 2560,
+            layout,
+        };
         let kern = GemvKernel::compile(&shape, &GemvParams::default(), level).unwrap();
         let info = kern.info();
         let vnni = info.uses_instruction("vpdpbusd");
         eprintln!(
-            "{level}: dot {:?}, vnni {:?}, vpdpbusd {vnni}, pmaddubsw {}, {} code bytes, {:?}",
+            "{level} {:?}: dot {:?}, vnni {:?}, vpdpbusd {vnni}, pmaddubsw {}, {} code bytes, {:?}",
+            layout.pack,
             info.dot,
             info.vnni,
             info.uses_instruction("pmaddubsw") || info.uses_instruction("vpmaddubsw"),
@@ -298,9 +309,10 @@ fn vnni_is_used_when_available() {
         }
         if std::env::var_os("BITNETC_DUMP_CODE").is_some() {
             let dir = std::env::temp_dir();
-            std::fs::write(dir.join(format!("gemv_{level}.bin")), &info.code).unwrap();
+            let tag = format!("{level}_{:?}", layout.pack);
+            std::fs::write(dir.join(format!("gemv_{tag}.bin")), &info.code).unwrap();
             std::fs::write(
-                dir.join(format!("gemv_{level}.vcode")),
+                dir.join(format!("gemv_{tag}.vcode")),
                 info.vcode.as_deref().unwrap_or(""),
             )
             .unwrap();
@@ -313,25 +325,26 @@ fn compiles_for_aarch64() {
     let mut report = Vec::new();
     for (dotprod, i8mm) in [(false, false), (true, false), (false, true), (true, true)] {
         let target = Target::aarch64(dotprod, i8mm).unwrap();
-        for (k, m) in [
-            (2560usize, 2560usize),
-            (2560, 640),
-            (2560, 6912),
-            (6912, 2560),
-            (384, 33),
+        for (k, m, layout) in [
+            (2560usize, 2560usize, Layout::rows4(4)),
+            (2560, 640, Layout::rows4(4)),
+            (2560, 6912, Layout::rows4(4)),
+            (6912, 2560, Layout::rows4(4)),
+            (384, 33, Layout::rows4(4)),
+            (2560, 2560, Layout::rows16(16)),
+            (2560, 6912, Layout::rows16(16)),
+            (6912, 2560, Layout::rows16(32)),
+            (384, 33, Layout::rows16(16)),
         ] {
-            let shape = GemvShape {
-                k,
-                m,
-                layout: Layout::default(),
-            };
+            let shape = GemvShape { k, m, layout };
             let info = compile_only(&shape, &GemvParams::default(), &target).unwrap();
             assert!(!info.code.is_empty());
             let sdot = info.uses_instruction("sdot");
             let usdot = info.uses_instruction("usdot");
             if k == 2560 && m == 2560 {
                 report.push(format!(
-                    "dotprod={dotprod} i8mm={i8mm}: {:?} sdot={sdot} usdot={usdot} {} bytes",
+                    "dotprod={dotprod} i8mm={i8mm} {:?}: {:?} sdot={sdot} usdot={usdot} {} bytes",
+                    layout.pack,
                     info.dot,
                     info.code.len()
                 ));
@@ -346,7 +359,7 @@ fn compiles_for_aarch64() {
         let shape = GemvShape {
             k: 256,
             m: 9,
-            layout: Layout { rows_per_group: 8 },
+            layout: Layout::rows4(8),
         };
         let p = GemvParams {
             dot: Some(DotForm::UnsignedSignedTree),

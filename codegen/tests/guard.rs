@@ -73,18 +73,21 @@ fn reference(codes: &[u8], q: &[i8], k: usize, m: usize) -> Vec<i32> {
 fn kernels_stay_inside_guarded_buffers() {
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     let levels = HostFeatures::detect().unwrap().supported_levels();
-    for (k, m, r) in [
-        (128usize, 7usize, 4usize),
-        (384, 33, 4),
-        (1280, 65, 8),
-        (256, 3, 16),
-        (2560, 640, 4),
+    for (k, m, layout) in [
+        (128usize, 7usize, Layout::rows4(4)),
+        (384, 33, Layout::rows4(4)),
+        (1280, 65, Layout::rows4(8)),
+        (256, 3, Layout::rows4(16)),
+        (2560, 640, Layout::rows4(4)),
+        (128, 7, Layout::rows16(16)),
+        (384, 33, Layout::rows16(16)),
+        (1280, 65, Layout::rows16(32)),
+        (2560, 640, Layout::rows16(16)),
     ] {
         let codes: Vec<u8> = (0..k * m).map(|_| rng.gen_range(0..3)).collect();
         let q: Vec<i8> = (0..k).map(|_| rng.gen()).collect();
         let want = reference(&codes, &q, k, m);
-        let w =
-            RepackedMatrix::from_codes(&codes, k, m, 1.0, Layout { rows_per_group: r }).unwrap();
+        let w = RepackedMatrix::from_codes(&codes, k, m, 1.0, layout).unwrap();
         let xq = ExpandedActivations::new(&q);
         let xq_bytes: Vec<u8> = xq.as_slice().iter().map(|&v| v as u8).collect();
         for at_end in [true, false] {
@@ -122,7 +125,7 @@ fn kernels_stay_inside_guarded_buffers() {
                         }
                         // SAFETY: m initialized i32.
                         let got = unsafe { std::slice::from_raw_parts(out, m) };
-                        assert_eq!(got, &want[..], "K={k} M={m} R={r} {level} {params:?}");
+                        assert_eq!(got, &want[..], "K={k} M={m} {layout:?} {level} {params:?}");
                     }
                 }
             }

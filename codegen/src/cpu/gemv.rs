@@ -35,7 +35,7 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{default_libcall_names, Linkage, Module};
 
 use super::isa::{IsaLevel, Target, TargetInfo};
-use super::repack::{ExpandedActivations, Layout, RepackedMatrix};
+use super::repack::{ExpandedActivations, Layout, Pack, RepackedMatrix};
 use crate::CodegenError;
 
 /// How the 4-way u8×i8 dot-accumulate is written in the IR.
@@ -167,7 +167,7 @@ fn check_params(shape: &GemvShape, p: &GemvParams) -> Result<usize, CodegenError
             "GEMV params {p:?}: streams must be 1..=16, unroll 1..=32"
         )));
     }
-    let chunks = shape.k / 16;
+    let chunks = shape.k / shape.layout.pack.cols();
     Ok((1..=p.unroll).rev().find(|u| chunks % u == 0).unwrap_or(1))
 }
 
@@ -175,10 +175,12 @@ fn check_params(shape: &GemvShape, p: &GemvParams) -> Result<usize, CodegenError
 struct Emitter {
     k: usize,
     r: usize,
+    layout: Layout,
     unroll: usize,
     dot: DotForm,
     ptr: types::Type,
-    mask: Value,
+    /// `0x03` in every byte (Rows4Cols16), or `3 << 2f` for f = 0..4 (Rows16Cols4).
+    masks: Vec<Value>,
     w: Value,
     xq: Value,
 }
@@ -242,11 +244,14 @@ impl Emitter {
     }
 
     /// Emits the full-K loop for the groups whose weight bases are `bases` (one per stream);
-    /// returns the `bases.len() · R/4` accumulators (stream-major) in the block after the loop,
-    /// which is left as the current block.
+    /// returns the `bases.len() · R/4` accumulators (stream-major; accumulator `j` of a stream
+    /// holds rows `4j..4j+4` of its group) in the block after the loop, which is left as the
+    /// current block.
     fn k_loop(&self, b: &mut FunctionBuilder, bases: &[Value]) -> Vec<Value> {
-        let nsv = self.r / 4;
-        let nacc = bases.len() * nsv;
+        let nq = self.r / 4; // accumulators (4-row quads) per stream
+        let nsv = self.layout.subvectors();
+        let nacc = bases.len() * nq;
+        let cols = self.layout.pack.cols();
         let zero = b.ins().iconst(types::I32, 0);
         let zero = b.ins().splat(types::I32X4, zero);
         let body = b.create_block();
@@ -269,33 +274,63 @@ impl Emitter {
         let le = MemFlagsData::new().with_endianness(Endianness::Little);
         let xbase = b.ins().iadd(self.xq, oa);
         let wptrs: Vec<Value> = bases.iter().map(|&p| b.ins().iadd(p, ow)).collect();
+        let chunk_bytes = self.layout.chunk_bytes();
+        // Expanded activation bytes per column chunk.
+        let act_bytes = 4 * cols;
         for u in 0..self.unroll {
-            let acts: Vec<Value> = (0..4)
-                .map(|f| {
-                    b.ins()
-                        .load(types::I8X16, LOAD, xbase, (u * 64 + f * 16) as i32)
-                })
-                .collect();
-            for (s, &wp) in wptrs.iter().enumerate() {
-                for sv in 0..nsv {
-                    let off = (u * self.r * 4 + sv * 16) as i32;
-                    let wv = b.ins().load(types::I32X4, LOAD, wp, off);
-                    for (f, &q) in acts.iter().enumerate() {
-                        let sh = if f == 0 {
-                            wv
-                        } else {
-                            b.ins().ushr_imm_u(wv, (2 * f) as i64)
-                        };
-                        let c32 = b.ins().band(sh, self.mask);
-                        let c = b.ins().bitcast(types::I8X16, le, c32);
-                        let a = &mut accs[s * nsv + sv];
-                        *a = self.dot(b, *a, q, c);
+            match self.layout.pack {
+                Pack::Rows4Cols16 => {
+                    let acts: Vec<Value> = (0..4)
+                        .map(|f| {
+                            let off = (u * act_bytes + f * 16) as i32;
+                            b.ins().load(types::I8X16, LOAD, xbase, off)
+                        })
+                        .collect();
+                    for (s, &wp) in wptrs.iter().enumerate() {
+                        for sv in 0..nsv {
+                            let off = (u * chunk_bytes + sv * 16) as i32;
+                            let wv = b.ins().load(types::I32X4, LOAD, wp, off);
+                            for (f, &q) in acts.iter().enumerate() {
+                                let sh = if f == 0 {
+                                    wv
+                                } else {
+                                    b.ins().ushr_imm_u(wv, (2 * f) as i64)
+                                };
+                                let c32 = b.ins().band(sh, self.masks[0]);
+                                let c = b.ins().bitcast(types::I8X16, le, c32);
+                                let a = &mut accs[s * nq + sv];
+                                *a = self.dot(b, *a, q, c);
+                            }
+                        }
+                    }
+                }
+                Pack::Rows16Cols4 => {
+                    let q = b
+                        .ins()
+                        .load(types::I8X16, LOAD, xbase, (u * act_bytes) as i32);
+                    for (s, &wp) in wptrs.iter().enumerate() {
+                        for sv in 0..nsv {
+                            let off = (u * chunk_bytes + sv * 16) as i32;
+                            let wv = b.ins().load(types::I32X4, LOAD, wp, off);
+                            for f in 0..4 {
+                                let (shift, mask, _) = self.field(f);
+                                let sh = if shift == 0 {
+                                    wv
+                                } else {
+                                    b.ins().ushr_imm_u(wv, i64::from(shift))
+                                };
+                                let c32 = b.ins().band(sh, self.masks[mask]);
+                                let c = b.ins().bitcast(types::I8X16, le, c32);
+                                let a = &mut accs[s * nq + sv * 4 + f];
+                                *a = self.dot(b, *a, q, c);
+                            }
+                        }
                     }
                 }
             }
         }
-        let ow2 = b.ins().iadd_imm_u(ow, (self.unroll * self.r * 4) as i64);
-        let oa2 = b.ins().iadd_imm_u(oa, (self.unroll * 64) as i64);
+        let ow2 = b.ins().iadd_imm_u(ow, (self.unroll * chunk_bytes) as i64);
+        let oa2 = b.ins().iadd_imm_u(oa, (self.unroll * act_bytes) as i64);
         let more = b.ins().icmp_imm_u(
             cranelift_codegen::ir::condcodes::IntCC::UnsignedLessThan,
             oa2,
@@ -308,7 +343,29 @@ impl Emitter {
         b.seal_block(body);
         b.switch_to_block(exit);
         b.seal_block(exit);
-        b.block_params(exit).to_vec()
+        let mut res = b.block_params(exit).to_vec();
+        if self.layout.pack == Pack::Rows16Cols4 {
+            // Field f was multiplied by 4^f: divide exactly.
+            for (j, a) in res.iter_mut().enumerate() {
+                let (_, _, div) = self.field(j % 4);
+                if div > 0 {
+                    *a = b.ins().sshr_imm_u(*a, i64::from(div));
+                }
+            }
+        }
+        res
+    }
+
+    /// For [`Pack::Rows16Cols4`], how field `f` is extracted: (right shift, mask index, the
+    /// power of two the dot product is scaled by). The codes are masked in place (`4^f·code`);
+    /// only a sign-widening dot (sdot) cannot take `0x80` as a positive byte, so there the top
+    /// field is shifted down instead.
+    fn field(&self, f: usize) -> (u32, usize, u32) {
+        if f == 3 && self.dot == DotForm::SignedTree {
+            (6, 0, 0)
+        } else {
+            (0, f, 2 * f as u32)
+        }
     }
 
     /// Weight base pointer of group `g` (a pointer-sized value).
@@ -355,15 +412,25 @@ pub fn build_function(
     b.seal_block(entry);
     let p = b.block_params(entry).to_vec();
     let (w, xq, out, gb, ge) = (p[0], p[1], p[2], p[3], p[4]);
-    let m3 = b.ins().iconst(types::I32, 0x0303_0303);
-    let mask = b.ins().splat(types::I32X4, m3);
+    let mask_bytes: Vec<u32> = match shape.layout.pack {
+        Pack::Rows4Cols16 => vec![0x03],
+        Pack::Rows16Cols4 => vec![0x03, 0x0C, 0x30, 0xC0],
+    };
+    let masks = mask_bytes
+        .into_iter()
+        .map(|mb| {
+            let m = b.ins().iconst(types::I32, i64::from(mb * 0x0101_0101));
+            b.ins().splat(types::I32X4, m)
+        })
+        .collect();
     let em = Emitter {
         k,
         r,
+        layout: shape.layout,
         unroll,
         dot,
         ptr,
-        mask,
+        masks,
         w,
         xq,
     };
@@ -382,8 +449,8 @@ pub fn build_function(
         let rel = b.ins().isub(g, gb);
         let off = b.ins().imul_imm_u(rel, (r * 4) as i64);
         let dst = b.ins().iadd(out, off);
-        for (sv, &a) in accs.iter().enumerate() {
-            b.ins().store(STORE, a, dst, (sv * 16) as i32);
+        for (j, &a) in accs.iter().enumerate() {
+            b.ins().store(STORE, a, dst, (j * 16) as i32);
         }
     };
 
@@ -412,9 +479,9 @@ pub fn build_function(
         .collect();
     let bases: Vec<Value> = groups.iter().map(|&g| em.group_base(&mut b, g)).collect();
     let accs = em.k_loop(&mut b, &bases);
-    let nsv = r / 4;
+    let nq = r / 4;
     for (s, &g) in groups.iter().enumerate() {
-        store_group(&mut b, g, &accs[s * nsv..(s + 1) * nsv]);
+        store_group(&mut b, g, &accs[s * nq..(s + 1) * nq]);
     }
     let j2 = b.ins().iadd_imm_u(j, 1);
     b.ins().jump(outer, &[j2.into()]);
