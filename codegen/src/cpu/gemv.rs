@@ -156,7 +156,7 @@ impl KernelInfo {
 
 fn check_params(shape: &GemvShape, p: &GemvParams) -> Result<usize, CodegenError> {
     shape.layout.validate()?;
-    if shape.k == 0 || shape.k % 16 != 0 || shape.m == 0 {
+    if shape.k == 0 || !shape.k.is_multiple_of(16) || shape.m == 0 {
         return Err(CodegenError::Unsupported(format!(
             "GEMV K = {}, M = {}: K must be a non-zero multiple of 16, M non-zero",
             shape.k, shape.m
@@ -168,7 +168,10 @@ fn check_params(shape: &GemvShape, p: &GemvParams) -> Result<usize, CodegenError
         )));
     }
     let chunks = shape.k / shape.layout.pack.cols();
-    Ok((1..=p.unroll).rev().find(|u| chunks % u == 0).unwrap_or(1))
+    Ok((1..=p.unroll)
+        .rev()
+        .find(|u| chunks.is_multiple_of(*u))
+        .unwrap_or(1))
 }
 
 /// IR emitter state shared by the loops of one function.

@@ -355,7 +355,7 @@ impl RepackedMatrix {
         layout: Layout,
     ) -> Result<RepackedMatrix, CodegenError> {
         layout.validate()?;
-        if k == 0 || m == 0 || k % 16 != 0 || codes.len() != k * m {
+        if k == 0 || m == 0 || !k.is_multiple_of(16) || codes.len() != k * m {
             return Err(CodegenError::Unsupported(format!(
                 "from_codes: {} codes for K = {k} (a multiple of 16), M = {m}",
                 codes.len()
