@@ -5,22 +5,56 @@ use std::time::Instant;
 
 use anyhow::Context;
 use bitnetc_models::{LoadOptions, Model};
-use bitnetc_runtime::{LogitsFor, ReferenceBackend, Sampler, SamplerConfig, Session};
+use bitnetc_codegen::cpu::IsaLevel;
+use bitnetc_runtime::{
+    JitBackend, JitOptions, LogitsFor, ReferenceBackend, Sampler, SamplerConfig, Session,
+};
 use serde::Serialize;
 
+/// Which executor runs the model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BackendKind {
+    /// Kernels generated for this host and these shapes (Cranelift JIT).
+    #[default]
+    Jit,
+    /// The plain Rust executor with the reference numerics (the oracle).
+    Reference,
+}
+
 /// How to load a model.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct EngineOptions {
     /// Worker threads (0 = all cores).
     pub threads: usize,
     /// Overrides passed to the loader.
     pub load: LoadOptions,
+    /// The executor.
+    pub backend: BackendKind,
+    /// Instruction-set level of generated kernels (JIT backend; never above the host's).
+    pub isa: IsaLevel,
+}
+
+impl Default for EngineOptions {
+    fn default() -> EngineOptions {
+        EngineOptions {
+            threads: 0,
+            load: LoadOptions::default(),
+            backend: BackendKind::Jit,
+            isa: IsaLevel::Native,
+        }
+    }
+}
+
+/// The executor of a loaded model.
+enum Backend {
+    Reference(ReferenceBackend),
+    Jit(JitBackend),
 }
 
 /// A loaded model with a backend ready to run it.
 pub struct Engine {
     model: Model,
-    backend: ReferenceBackend,
+    backend: Backend,
     load_seconds: f64,
     threads: usize,
 }
@@ -114,7 +148,22 @@ impl Engine {
         } else {
             opts.threads
         };
-        let backend = ReferenceBackend::new(model.graph.clone(), threads)?;
+        let backend = match opts.backend {
+            BackendKind::Reference => {
+                Backend::Reference(ReferenceBackend::new(model.graph.clone(), threads)?)
+            }
+            BackendKind::Jit => {
+                let jit = JitOptions {
+                    threads,
+                    isa: opts.isa,
+                    ..JitOptions::default()
+                };
+                Backend::Jit(
+                    JitBackend::new(model.graph.clone(), &jit)
+                        .context("building the JIT backend's kernels")?,
+                )
+            }
+        };
         Ok(Engine {
             model,
             backend,
@@ -138,29 +187,48 @@ impl Engine {
         self.load_seconds
     }
 
-    /// Name of the backend executing the model (`reference`; a JIT backend names itself).
+    /// Name of the backend executing the model (`reference` or `jit`).
     pub fn backend_name(&self) -> &'static str {
-        "reference"
+        match &self.backend {
+            Backend::Reference(_) => "reference",
+            Backend::Jit(_) => "jit",
+        }
+    }
+
+    /// The JIT backend, when that is what runs the model.
+    pub fn jit(&self) -> Option<&JitBackend> {
+        match &self.backend {
+            Backend::Jit(j) => Some(j),
+            Backend::Reference(_) => None,
+        }
     }
 
     /// Seconds spent compiling kernels while loading (`None`: the backend compiles nothing).
     pub fn compile_seconds(&self) -> Option<f64> {
-        None
+        self.jit().map(|j| j.compile_time().as_secs_f64())
     }
 
     /// The kernel each op of the graph runs, in execution order; `fallback` marks an op that
     /// did not get its backend's real kernel and ran a slower substitute instead.
     pub fn kernels(&self) -> Vec<KernelUse> {
-        let graph = self.backend.graph();
+        let graph = &self.model.graph;
+        let choices: Vec<(String, bool)> = match &self.backend {
+            Backend::Reference(r) => r.kernel_names().into_iter().map(|n| (n, false)).collect(),
+            Backend::Jit(j) => j
+                .kernel_choices()
+                .into_iter()
+                .map(|c| (c.name, c.fallback))
+                .collect(),
+        };
         graph
             .nodes
             .iter()
-            .zip(self.backend.kernel_names())
-            .map(|(node, kernel)| KernelUse {
+            .zip(choices)
+            .map(|(node, (kernel, fallback))| KernelUse {
                 label: node.label.clone(),
                 op: node.op.kind_name().to_string(),
                 kernel,
-                fallback: false,
+                fallback,
             })
             .collect()
     }
@@ -173,7 +241,10 @@ impl Engine {
         tokens: &[u32],
         want: LogitsFor,
     ) -> anyhow::Result<Vec<f32>> {
-        Ok(self.backend.forward(session, tokens, want)?)
+        Ok(match &self.backend {
+            Backend::Reference(r) => r.forward(session, tokens, want)?,
+            Backend::Jit(j) => j.forward(session, tokens, want)?,
+        })
     }
 
     /// Text to ids, with BOS when the model wants it (special tokens in the text are parsed).
@@ -183,7 +254,10 @@ impl Engine {
 
     /// A new sequence holding up to `n_ctx` positions.
     pub fn new_session(&self, n_ctx: usize) -> Session {
-        self.backend.new_session(n_ctx)
+        match &self.backend {
+            Backend::Reference(r) => r.new_session(n_ctx),
+            Backend::Jit(j) => j.new_session(n_ctx),
+        }
     }
 
     /// Runs `req` on `session`, calling `on_token` with each new id (return false to stop).
@@ -206,7 +280,7 @@ impl Engine {
         let t0 = Instant::now();
         let mut last = Vec::new();
         for chunk in req.prompt_ids.chunks(req.batch_size.max(1)) {
-            let logits = self.backend.forward(session, chunk, want)?;
+            let logits = self.forward(session, chunk, want)?;
             last = logits[logits.len() - n_vocab..].to_vec();
             if req.keep_logits {
                 result.logits.extend_from_slice(&logits);
@@ -229,7 +303,7 @@ impl Engine {
             {
                 break;
             }
-            let logits = self.backend.forward(session, &[id], want)?;
+            let logits = self.forward(session, &[id], want)?;
             if req.keep_logits {
                 result.logits.extend_from_slice(&logits);
             }

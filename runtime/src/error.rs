@@ -36,4 +36,7 @@ pub enum RuntimeError {
         /// The OS error.
         problem: String,
     },
+    /// A kernel could not be generated, compiled or run.
+    #[error("code generation: {0}")]
+    Codegen(#[from] bitnetc_codegen::CodegenError),
 }

@@ -4,10 +4,14 @@
 //! [`sampling`] module picks tokens from logits; [`kv_cache::KvCache`] holds a sequence's keys and
 //! values.
 pub mod error;
+pub mod exec;
+pub mod jit;
 pub mod kv_cache;
 pub mod reference;
 pub mod sampling;
 
 pub use error::RuntimeError;
-pub use reference::{LogitsFor, ReferenceBackend, Session};
+pub use exec::{LogitsFor, OpKernels, Session};
+pub use jit::{JitBackend, JitOptions};
+pub use reference::ReferenceBackend;
 pub use sampling::{Sampler, SamplerConfig};

@@ -17,7 +17,7 @@ use bitnetc::Engine;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{ActivationChoice, BackendChoice, ModelArgs, PreSplitChoice};
+use super::{ActivationChoice, BackendChoice, IsaChoice, ModelArgs, PreSplitChoice};
 
 /// Regression thresholds, in percent.
 #[derive(Args, Debug, Clone)]
@@ -96,8 +96,11 @@ pub struct BenchArgs {
     #[arg(long)]
     pub no_warmup: bool,
     /// Backend executing the model.
-    #[arg(long, value_enum, default_value_t = BackendChoice::Reference)]
+    #[arg(long, value_enum, default_value_t = BackendChoice::Jit)]
     pub backend: BackendChoice,
+    /// Instruction-set level of the generated kernels (never above what this CPU has).
+    #[arg(long, value_enum, default_value_t = IsaChoice::Native)]
+    pub isa: IsaChoice,
     /// Force the FFN activation.
     #[arg(long, value_enum)]
     pub activation: Option<ActivationChoice>,
@@ -181,6 +184,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
             model: a.model.clone(),
             threads: t,
             backend: a.backend,
+            isa: a.isa,
             activation: a.activation,
             pre_tokenizer: a.pre_tokenizer,
         };

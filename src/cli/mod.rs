@@ -9,7 +9,8 @@ mod run;
 
 use std::path::PathBuf;
 
-use bitnetc::EngineOptions;
+use bitnetc::{BackendKind, EngineOptions};
+use bitnetc_codegen::cpu::IsaLevel;
 use bitnetc_ir::Activation;
 use bitnetc_models::tokenizer::PreSplit;
 use bitnetc_models::LoadOptions;
@@ -55,8 +56,11 @@ pub struct ModelArgs {
     #[arg(short = 't', long, default_value_t = 0)]
     pub threads: usize,
     /// Backend executing the model.
-    #[arg(long, value_enum, default_value_t = BackendChoice::Reference)]
+    #[arg(long, value_enum, default_value_t = BackendChoice::Jit)]
     pub backend: BackendChoice,
+    /// Instruction-set level of the generated kernels (never above what this CPU has).
+    #[arg(long, value_enum, default_value_t = IsaChoice::Native)]
+    pub isa: IsaChoice,
     /// Force the FFN activation (for files whose architecture name does not say it reliably).
     #[arg(long, value_enum)]
     pub activation: Option<ActivationChoice>,
@@ -68,8 +72,23 @@ pub struct ModelArgs {
 /// Backends.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendChoice {
+    /// Kernels generated for this CPU and this model's shapes with Cranelift.
+    Jit,
     /// Plain Rust executor with the reference numerics.
     Reference,
+}
+
+/// Instruction-set levels for generated kernels.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IsaChoice {
+    /// Everything this CPU has.
+    Native,
+    /// x86-64 AVX-512 (with VNNI when present).
+    Avx512,
+    /// x86-64-v3 (AVX2, no VNNI).
+    Avx2,
+    /// x86-64 SSE4.1.
+    Sse4,
 }
 
 /// FFN activations.
@@ -95,6 +114,16 @@ impl ModelArgs {
     pub fn engine_options(&self) -> EngineOptions {
         EngineOptions {
             threads: self.threads,
+            backend: match self.backend {
+                BackendChoice::Jit => BackendKind::Jit,
+                BackendChoice::Reference => BackendKind::Reference,
+            },
+            isa: match self.isa {
+                IsaChoice::Native => IsaLevel::Native,
+                IsaChoice::Avx512 => IsaLevel::Avx512,
+                IsaChoice::Avx2 => IsaLevel::Avx2,
+                IsaChoice::Sse4 => IsaLevel::Sse41,
+            },
             load: LoadOptions {
                 activation: self.activation.map(|a| match a {
                     ActivationChoice::Relu2 => Activation::Relu2,

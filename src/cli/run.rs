@@ -9,7 +9,7 @@ use bitnetc_models::tokenizer::StreamDecoder;
 use bitnetc_runtime::SamplerConfig;
 use clap::Args;
 
-use super::{BackendChoice, ModelArgs};
+use super::{BackendChoice, IsaChoice, ModelArgs};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -98,7 +98,8 @@ impl RunArgs {
             model: ModelArgs {
                 model,
                 threads: 0,
-                backend: BackendChoice::Reference,
+                backend: BackendChoice::Jit,
+                isa: IsaChoice::Native,
                 activation: None,
                 pre_tokenizer: None,
             },

@@ -24,17 +24,14 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::{
     types, AbiParam, BlockArg, Endianness, Function, InstBuilder, MemFlagsData, Signature,
     UserFuncName, Value,
 };
-use cranelift_codegen::Context;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
-use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{default_libcall_names, Linkage, Module};
 
 use super::isa::{IsaLevel, Target, TargetInfo};
+use super::jit::{compile_to_code, listing_uses, JitFunction};
 use super::repack::{ExpandedActivations, Layout, Pack, RepackedMatrix};
 use crate::CodegenError;
 
@@ -148,9 +145,7 @@ pub struct KernelInfo {
 impl KernelInfo {
     /// Whether the lowered code contains instruction mnemonic `name` (e.g. `vpdpbusd`, `sdot`).
     pub fn uses_instruction(&self, name: &str) -> bool {
-        self.vcode
-            .as_deref()
-            .is_some_and(|v| v.lines().any(|l| l.split_whitespace().next() == Some(name)))
+        listing_uses(self.vcode.as_deref(), name)
     }
 }
 
@@ -551,11 +546,7 @@ pub fn compile_only(
 ) -> Result<KernelInfo, CodegenError> {
     let t0 = Instant::now();
     let (func, unroll, dot) = build_function(shape, params, target)?;
-    let mut ctx = Context::for_function(func);
-    ctx.set_disasm(true);
-    let compiled = ctx
-        .compile(&*target.isa, &mut ControlPlane::default())
-        .map_err(|e| CodegenError::Compile(format!("{:?}", e.inner)))?;
+    let (code, vcode) = compile_to_code(func, target)?;
     Ok(KernelInfo {
         shape: *shape,
         params: *params,
@@ -563,37 +554,19 @@ pub fn compile_only(
         dot,
         target: target.info.clone(),
         vnni: target.info.vnni(),
-        code: compiled.code_buffer().to_vec(),
-        vcode: compiled.vcode.clone(),
+        code,
+        vcode,
         compile_time: t0.elapsed(),
     })
 }
 
 type GemvFn = unsafe extern "C" fn(*const u8, *const i8, *mut i32, usize, usize);
 
-/// Owns the JIT memory of one kernel.
-struct ModuleHolder(Option<JITModule>);
-
-// SAFETY: after `finalize_definitions` the module is never used again except to free its memory
-// on drop (which needs `&mut self`, so no concurrent access); the code it holds is immutable.
-unsafe impl Send for ModuleHolder {}
-unsafe impl Sync for ModuleHolder {}
-
-impl Drop for ModuleHolder {
-    fn drop(&mut self) {
-        if let Some(m) = self.0.take() {
-            // SAFETY: the only pointer into this memory is `GemvKernel::func`, which is dropped
-            // together with this holder.
-            unsafe { m.free_memory() };
-        }
-    }
-}
-
 /// A JIT-compiled decode GEMV kernel for one shape on this host.
 pub struct GemvKernel {
     func: GemvFn,
     info: KernelInfo,
-    _module: ModuleHolder,
+    _code: JitFunction,
 }
 
 impl std::fmt::Debug for GemvKernel {
@@ -620,32 +593,12 @@ impl GemvKernel {
         params: &GemvParams,
         target: &Target,
     ) -> Result<GemvKernel, CodegenError> {
-        if !target.info.host {
-            return Err(CodegenError::Isa(
-                "cannot JIT for a non-host target; use compile_only".into(),
-            ));
-        }
         let t0 = Instant::now();
         let (func, unroll, dot) = build_function(shape, params, target)?;
-        let jb = JITBuilder::with_isa(target.isa.clone(), default_libcall_names());
-        let mut module = JITModule::new(jb);
-        let jerr = |e: cranelift_module::ModuleError| CodegenError::Compile(e.to_string());
-        let id = module
-            .declare_function("bitnetc_gemv", Linkage::Local, &func.signature)
-            .map_err(jerr)?;
-        let mut ctx = Context::for_function(func);
-        ctx.set_disasm(true);
-        module.define_function(id, &mut ctx).map_err(jerr)?;
-        let compiled = ctx
-            .compiled_code()
-            .ok_or_else(|| CodegenError::Compile("no compiled code".into()))?;
-        let code = compiled.code_buffer().to_vec();
-        let vcode = compiled.vcode.clone();
-        module.finalize_definitions().map_err(jerr)?;
-        let ptr = module.get_finalized_function(id);
+        let jf = JitFunction::compile(func, target, "bitnetc_gemv")?;
         // SAFETY: the function was built with exactly this signature in the platform's C
         // calling convention.
-        let func: GemvFn = unsafe { std::mem::transmute::<*const u8, GemvFn>(ptr) };
+        let func: GemvFn = unsafe { std::mem::transmute::<*const u8, GemvFn>(jf.ptr()) };
         Ok(GemvKernel {
             func,
             info: KernelInfo {
@@ -655,11 +608,11 @@ impl GemvKernel {
                 dot,
                 target: target.info.clone(),
                 vnni: target.info.vnni(),
-                code,
-                vcode,
+                code: jf.code.clone(),
+                vcode: jf.vcode.clone(),
                 compile_time: t0.elapsed(),
             },
-            _module: ModuleHolder(Some(module)),
+            _code: jf,
         })
     }
 

@@ -1,7 +1,9 @@
 //! CPU kernels.
 
 pub mod gemv;
+pub mod head;
 pub mod isa;
+pub mod jit;
 pub mod repack;
 
 pub use gemv::{

@@ -1,0 +1,497 @@
+//! Output-head generator: `logits[r] = Σ_k table[r, k]·x[k]` over F16 or BF16 table rows.
+//!
+//! The generated function has the C signature
+//!
+//! ```text
+//! void head(const u8 *table, const f32 *x, f32 *out, usize r_begin, usize r_end)
+//! ```
+//!
+//! and writes `out[r − r_begin]` for the rows `r_begin..r_end` of a `[rows × K]` table stored
+//! row-major (`2·K` bytes per row). K is a compile-time constant, a multiple of 8.
+//!
+//! The result is bit-identical to the reference `dot_f32`: per row, eight f32 partial sums (two
+//! f32x4 accumulators, lanes `l` and `l + 4`) take `sum += table·x` as a separate multiply and
+//! add (Cranelift never fuses them), then combine as
+//! `((s0 + s4) + (s1 + s5)) + ((s2 + s6) + (s3 + s7)) + 0`. `rows` table rows share each load
+//! of `x`, which keeps `2·rows` independent accumulators in flight.
+//!
+//! Cranelift 0.135 has no f16 → f32 vector conversion on x86-64 (no `vcvtph2ps`), so halves are
+//! widened with integer instructions: sign-extend to i32, shift the exponent and mantissa into
+//! f32 position, keep the sign, then multiply by 2^112 to rebias the exponent (exact for normal
+//! and subnormal halves). Infinities and NaNs need a select on top; a table without them (known
+//! at load time) gets the shorter sequence.
+
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use bitnetc_ir::DType;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{
+    types, AbiParam, BlockArg, Endianness, Function, InstBuilder, MemFlagsData, Signature,
+    UserFuncName, Value,
+};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
+
+use super::isa::{IsaLevel, Target, TargetInfo};
+use super::jit::{compile_to_code, JitFunction};
+use crate::CodegenError;
+
+/// How table elements are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HeadFormat {
+    /// IEEE half precision; `finite` when the table is known to hold no infinity or NaN.
+    F16 {
+        /// No element is ±inf or NaN (the shorter conversion is exact).
+        finite: bool,
+    },
+    /// bfloat16 (the upper half of an f32).
+    BF16,
+}
+
+impl HeadFormat {
+    /// The format of a table of type `dtype` (`None` if the generator does not take it);
+    /// `finite` says whether its elements are all finite.
+    pub fn of(dtype: DType, finite: bool) -> Option<HeadFormat> {
+        match dtype {
+            DType::F16 => Some(HeadFormat::F16 { finite }),
+            DType::BF16 => Some(HeadFormat::BF16),
+            _ => None,
+        }
+    }
+
+    /// Short name (`f16`, `f16_finite`, `bf16`).
+    pub fn name(self) -> &'static str {
+        match self {
+            HeadFormat::F16 { finite: true } => "f16_finite",
+            HeadFormat::F16 { finite: false } => "f16",
+            HeadFormat::BF16 => "bf16",
+        }
+    }
+}
+
+/// Whether every element of an F16 table (little-endian bytes) is finite.
+pub fn f16_table_is_finite(bytes: &[u8]) -> bool {
+    bytes
+        .chunks_exact(2)
+        .all(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7c00 != 0x7c00)
+}
+
+/// A head problem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HeadShape {
+    /// Elements per row (a multiple of 8).
+    pub k: usize,
+    /// Rows (vocabulary size).
+    pub rows: usize,
+    /// Element format.
+    pub format: HeadFormat,
+}
+
+/// Code-shape parameters of the head kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct HeadParams {
+    /// Table rows sharing each load of `x`, 1..=4.
+    pub rows: usize,
+    /// 8-element steps per loop iteration (reduced to the largest divisor of K/8 not above
+    /// it), 1..=16.
+    pub unroll: usize,
+}
+
+impl Default for HeadParams {
+    fn default() -> HeadParams {
+        HeadParams { rows: 4, unroll: 2 }
+    }
+}
+
+/// What one compiled head kernel is.
+#[derive(Clone, Debug)]
+pub struct HeadInfo {
+    /// Shape.
+    pub shape: HeadShape,
+    /// Parameters asked for.
+    pub params: HeadParams,
+    /// Unroll actually used.
+    pub unroll: usize,
+    /// The target's features.
+    pub target: TargetInfo,
+    /// Machine code.
+    pub code: Vec<u8>,
+    /// Cranelift's listing of the lowered machine instructions.
+    pub vcode: Option<String>,
+    /// Time to build the IR and compile it.
+    pub compile_time: Duration,
+}
+
+fn check(shape: &HeadShape, p: &HeadParams) -> Result<usize, CodegenError> {
+    if shape.k == 0 || !shape.k.is_multiple_of(8) || shape.rows == 0 {
+        return Err(CodegenError::Unsupported(format!(
+            "head K = {}, rows = {}: K must be a non-zero multiple of 8, rows non-zero",
+            shape.k, shape.rows
+        )));
+    }
+    if !(1..=4).contains(&p.rows) || !(1..=16).contains(&p.unroll) {
+        return Err(CodegenError::Unsupported(format!(
+            "head params {p:?}: rows must be 1..=4, unroll 1..=16"
+        )));
+    }
+    let steps = shape.k / 8;
+    Ok((1..=p.unroll)
+        .rev()
+        .find(|u| steps.is_multiple_of(*u))
+        .unwrap_or(1))
+}
+
+/// Table and activation loads: in bounds, not necessarily 16-byte aligned, read-only.
+const LOAD: MemFlagsData = MemFlagsData::new().with_notrap().with_readonly();
+/// Output stores: in bounds, 4-byte aligned.
+const STORE: MemFlagsData = MemFlagsData::new().with_notrap();
+
+struct Emitter {
+    k: usize,
+    unroll: usize,
+    format: HeadFormat,
+    ptr: types::Type,
+    table: Value,
+    x: Value,
+    le: MemFlagsData,
+}
+
+impl Emitter {
+    fn splat_i32(&self, b: &mut FunctionBuilder, v: u32) -> Value {
+        let c = b.ins().iconst(types::I32, i64::from(v));
+        b.ins().splat(types::I32X4, c)
+    }
+
+    fn as_f32(&self, b: &mut FunctionBuilder, v: Value) -> Value {
+        b.ins().bitcast(types::F32X4, self.le, v)
+    }
+
+    /// Converts the low or high four elements of the 16-byte vector `h` to f32x4.
+    fn widen(&self, b: &mut FunctionBuilder, h: Value, high: bool) -> Value {
+        match self.format {
+            HeadFormat::BF16 => {
+                let u = if high {
+                    b.ins().uwiden_high(h)
+                } else {
+                    b.ins().uwiden_low(h)
+                };
+                let bits = b.ins().ishl_imm_u(u, 16);
+                self.as_f32(b, bits)
+            }
+            HeadFormat::F16 { finite: true } => {
+                // Sign-extended: bit 31 is the sign; after << 13 bits 13..27 hold
+                // exponent·mantissa and bits 28..30 copies of the sign, which the mask clears.
+                let s = if high {
+                    b.ins().swiden_high(h)
+                } else {
+                    b.ins().swiden_low(h)
+                };
+                let sh = b.ins().ishl_imm_u(s, 13);
+                let mask = self.splat_i32(b, 0x8FFF_E000);
+                let bits = b.ins().band(sh, mask);
+                let f = self.as_f32(b, bits);
+                let magic = self.magic(b);
+                b.ins().fmul(f, magic)
+            }
+            HeadFormat::F16 { finite: false } => {
+                let u = if high {
+                    b.ins().uwiden_high(h)
+                } else {
+                    b.ins().uwiden_low(h)
+                };
+                let m7fff = self.splat_i32(b, 0x7fff);
+                let em = b.ins().band(u, m7fff);
+                let em_sh = b.ins().ishl_imm_u(em, 13);
+                let f = self.as_f32(b, em_sh);
+                let magic = self.magic(b);
+                let fin = b.ins().fmul(f, magic);
+                let fin_bits = b.ins().bitcast(types::I32X4, self.le, fin);
+                let exp_ones = self.splat_i32(b, 0x7f80_0000);
+                let special = b.ins().bor(em_sh, exp_ones);
+                let lim = self.splat_i32(b, 0x7c00);
+                let is_special = b.ins().icmp(IntCC::SignedGreaterThanOrEqual, em, lim);
+                let mag = b.ins().bitselect(is_special, special, fin_bits);
+                let m8000 = self.splat_i32(b, 0x8000);
+                let sign = b.ins().band(u, m8000);
+                let sign = b.ins().ishl_imm_u(sign, 16);
+                let bits = b.ins().bor(mag, sign);
+                self.as_f32(b, bits)
+            }
+        }
+    }
+
+    fn magic(&self, b: &mut FunctionBuilder) -> Value {
+        // 2^112 as f32: exponent 127 + 112.
+        let c = b.ins().f32const(f32::from_bits((127 + 112) << 23));
+        b.ins().splat(types::F32X4, c)
+    }
+
+    /// Emits the row block starting at table row `row` (an index value) with `n` rows and
+    /// stores its results at `out_ptr`.
+    fn rows_block(&self, b: &mut FunctionBuilder, row: Value, n: usize, out_ptr: Value) {
+        let row_bytes = (2 * self.k) as i64;
+        let bases: Vec<Value> = (0..n)
+            .map(|i| {
+                let r = b.ins().iadd_imm_u(row, i as i64);
+                let off = b.ins().imul_imm_u(r, row_bytes);
+                b.ins().iadd(self.table, off)
+            })
+            .collect();
+        let zero = b.ins().f32const(0.0);
+        let zero_v = b.ins().splat(types::F32X4, zero);
+        let body = b.create_block();
+        let exit = b.create_block();
+        b.append_block_param(body, self.ptr); // table byte offset (2 per element)
+        for _ in 0..2 * n {
+            b.append_block_param(body, types::F32X4);
+            b.append_block_param(exit, types::F32X4);
+        }
+        let o0 = b.ins().iconst(self.ptr, 0);
+        let mut args: Vec<BlockArg> = vec![o0.into()];
+        args.extend(std::iter::repeat_n(BlockArg::from(zero_v), 2 * n));
+        b.ins().jump(body, &args);
+
+        b.switch_to_block(body);
+        let params = b.block_params(body).to_vec();
+        let ot = params[0];
+        let mut accs = params[1..].to_vec();
+        // x offset = 2 · table offset.
+        let ox = b.ins().iadd(ot, ot);
+        let xp = b.ins().iadd(self.x, ox);
+        let tps: Vec<Value> = bases.iter().map(|&p| b.ins().iadd(p, ot)).collect();
+        for u in 0..self.unroll {
+            let xa = b.ins().load(types::F32X4, LOAD, xp, (32 * u) as i32);
+            let xb = b.ins().load(types::F32X4, LOAD, xp, (32 * u + 16) as i32);
+            for (i, &tp) in tps.iter().enumerate() {
+                let h = b.ins().load(types::I16X8, LOAD, tp, (16 * u) as i32);
+                let lo = self.widen(b, h, false);
+                let hi = self.widen(b, h, true);
+                let pa = b.ins().fmul(lo, xa);
+                let pb = b.ins().fmul(hi, xb);
+                accs[2 * i] = b.ins().fadd(accs[2 * i], pa);
+                accs[2 * i + 1] = b.ins().fadd(accs[2 * i + 1], pb);
+            }
+        }
+        let ot2 = b.ins().iadd_imm_u(ot, (16 * self.unroll) as i64);
+        let more = b
+            .ins()
+            .icmp_imm_u(IntCC::UnsignedLessThan, ot2, (2 * self.k) as i64);
+        let mut back: Vec<BlockArg> = vec![ot2.into()];
+        back.extend(accs.iter().map(|&a| BlockArg::from(a)));
+        let out_args: Vec<BlockArg> = accs.iter().map(|&a| BlockArg::from(a)).collect();
+        b.ins().brif(more, body, &back, exit, &out_args);
+        b.seal_block(body);
+        b.switch_to_block(exit);
+        b.seal_block(exit);
+        let res = b.block_params(exit).to_vec();
+        for i in 0..n {
+            let s = b.ins().fadd(res[2 * i], res[2 * i + 1]);
+            let l: Vec<Value> = (0..4).map(|j| b.ins().extractlane(s, j as u8)).collect();
+            let a = b.ins().fadd(l[0], l[1]);
+            let c = b.ins().fadd(l[2], l[3]);
+            let v = b.ins().fadd(a, c);
+            let v = b.ins().fadd(v, zero);
+            b.ins().store(STORE, v, out_ptr, (4 * i) as i32);
+        }
+    }
+}
+
+/// Builds the IR of the head kernel.
+pub fn build_function(
+    shape: &HeadShape,
+    params: &HeadParams,
+    target: &Target,
+) -> Result<(Function, usize), CodegenError> {
+    let unroll = check(shape, params)?;
+    let isa = &target.isa;
+    let ptr = isa.pointer_type();
+    let mut sig = Signature::new(isa.default_call_conv());
+    for _ in 0..5 {
+        sig.params.push(AbiParam::new(ptr));
+    }
+    let mut func = Function::with_name_signature(UserFuncName::user(0, 1), sig);
+    let mut fctx = FunctionBuilderContext::new();
+    let mut b = FunctionBuilder::new(&mut func, &mut fctx);
+    let entry = b.create_block();
+    b.append_block_params_for_function_params(entry);
+    b.switch_to_block(entry);
+    b.seal_block(entry);
+    let p = b.block_params(entry).to_vec();
+    let (table, x, out, rb, re) = (p[0], p[1], p[2], p[3], p[4]);
+    let em = Emitter {
+        k: shape.k,
+        unroll,
+        format: shape.format,
+        ptr,
+        table,
+        x,
+        le: MemFlagsData::new().with_endianness(Endianness::Little),
+    };
+    let n = params.rows;
+
+    // Blocks of n rows: r = rb, rb + n, ... while r + n <= re; then single rows.
+    let zero = b.ins().iconst(ptr, 0);
+    let has = b.ins().icmp(IntCC::UnsignedGreaterThan, re, rb);
+    let diff = b.ins().isub(re, rb);
+    let count = b.ins().select(has, diff, zero);
+    let blocks = b.ins().udiv_imm_u(count, n as i64);
+    let full_len = b.ins().imul_imm_u(blocks, n as i64);
+    let full_end = b.ins().iadd(rb, full_len);
+
+    let emit_loop = |b: &mut FunctionBuilder, start: Value, end: Value, step: usize| {
+        let head = b.create_block();
+        let body = b.create_block();
+        let after = b.create_block();
+        b.append_block_param(head, ptr);
+        b.ins().jump(head, &[start.into()]);
+        b.switch_to_block(head);
+        let r = b.block_params(head)[0];
+        let go = b.ins().icmp(IntCC::UnsignedLessThan, r, end);
+        b.ins().brif(go, body, &[], after, &[]);
+        b.switch_to_block(body);
+        b.seal_block(body);
+        let rel = b.ins().isub(r, rb);
+        let off = b.ins().imul_imm_u(rel, 4);
+        let dst = b.ins().iadd(out, off);
+        em.rows_block(b, r, step, dst);
+        let r2 = b.ins().iadd_imm_u(r, step as i64);
+        b.ins().jump(head, &[r2.into()]);
+        b.seal_block(head);
+        b.switch_to_block(after);
+        b.seal_block(after);
+    };
+    emit_loop(&mut b, rb, full_end, n);
+    if n > 1 {
+        let end = b.ins().select(has, re, rb);
+        emit_loop(&mut b, full_end, end, 1);
+    }
+    b.ins().return_(&[]);
+    b.finalize(isa.frontend_config());
+    Ok((func, unroll))
+}
+
+/// Compiles the head kernel for any target without running it.
+pub fn compile_only(
+    shape: &HeadShape,
+    params: &HeadParams,
+    target: &Target,
+) -> Result<HeadInfo, CodegenError> {
+    let t0 = Instant::now();
+    let (func, unroll) = build_function(shape, params, target)?;
+    let (code, vcode) = compile_to_code(func, target)?;
+    Ok(HeadInfo {
+        shape: *shape,
+        params: *params,
+        unroll,
+        target: target.info.clone(),
+        code,
+        vcode,
+        compile_time: t0.elapsed(),
+    })
+}
+
+type HeadFn = unsafe extern "C" fn(*const u8, *const f32, *mut f32, usize, usize);
+
+/// A JIT-compiled output-head kernel for one shape on this host.
+pub struct HeadKernel {
+    func: HeadFn,
+    info: HeadInfo,
+    _code: JitFunction,
+}
+
+impl std::fmt::Debug for HeadKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeadKernel")
+            .field("shape", &self.info.shape)
+            .field("params", &self.info.params)
+            .finish()
+    }
+}
+
+impl HeadKernel {
+    /// Generates and JIT-compiles the kernel for `shape` at `level` on this host.
+    pub fn compile(
+        shape: &HeadShape,
+        params: &HeadParams,
+        level: IsaLevel,
+    ) -> Result<HeadKernel, CodegenError> {
+        HeadKernel::compile_for(shape, params, &Target::host(level)?)
+    }
+
+    /// Generates and JIT-compiles the kernel for a host `target`.
+    pub fn compile_for(
+        shape: &HeadShape,
+        params: &HeadParams,
+        target: &Target,
+    ) -> Result<HeadKernel, CodegenError> {
+        let t0 = Instant::now();
+        let (func, unroll) = build_function(shape, params, target)?;
+        let jf = JitFunction::compile(func, target, "bitnetc_head")?;
+        // SAFETY: built with exactly this signature in the platform's C calling convention.
+        let func: HeadFn = unsafe { std::mem::transmute::<*const u8, HeadFn>(jf.ptr()) };
+        Ok(HeadKernel {
+            func,
+            info: HeadInfo {
+                shape: *shape,
+                params: *params,
+                unroll,
+                target: target.info.clone(),
+                code: jf.code.clone(),
+                vcode: jf.vcode.clone(),
+                compile_time: t0.elapsed(),
+            },
+            _code: jf,
+        })
+    }
+
+    /// What was compiled.
+    pub fn info(&self) -> &HeadInfo {
+        &self.info
+    }
+
+    /// Logits of rows `rows` for activations `x` (`K` values) into `out`
+    /// (`rows.len()` values). `table` is the whole `[rows × K]` table.
+    pub fn run(
+        &self,
+        table: &[u8],
+        x: &[f32],
+        out: &mut [f32],
+        rows: Range<usize>,
+    ) -> Result<(), CodegenError> {
+        let s = &self.info.shape;
+        if table.len() != 2 * s.k * s.rows {
+            return Err(CodegenError::Shape(format!(
+                "head table has {} bytes, expected {} ({} rows × {} × 2)",
+                table.len(),
+                2 * s.k * s.rows,
+                s.rows,
+                s.k
+            )));
+        }
+        if x.len() != s.k {
+            return Err(CodegenError::Shape(format!(
+                "head K = {}, x has {} values",
+                s.k,
+                x.len()
+            )));
+        }
+        if rows.start > rows.end || rows.end > s.rows || out.len() != rows.len() {
+            return Err(CodegenError::Shape(format!(
+                "head rows {rows:?} of {} into {} outputs",
+                s.rows,
+                out.len()
+            )));
+        }
+        // SAFETY: checked above: the table holds every row, x has K values, out the rows.
+        unsafe {
+            (self.func)(
+                table.as_ptr(),
+                x.as_ptr(),
+                out.as_mut_ptr(),
+                rows.start,
+                rows.end,
+            )
+        };
+        Ok(())
+    }
+}

@@ -1,0 +1,166 @@
+//! The generated output head equals an independent transcription of the reference dot product
+//! (`runtime`'s `dot_f32`: eight interleaved f32 partial sums, fixed combination order) bit for
+//! bit, for F16 (both conversions) and BF16 tables, at every ISA level the host supports, at
+//! round and odd row counts and row ranges.
+
+use bitnetc_codegen::cpu::head::{
+    f16_table_is_finite, HeadFormat, HeadKernel, HeadParams, HeadShape,
+};
+use bitnetc_codegen::cpu::HostFeatures;
+use half::{bf16, f16};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// The reference order of a dot product of length K (a multiple of 8).
+fn dot_reference(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    for (ca, cb) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        for l in 0..8 {
+            acc[l] += ca[l] * cb[l];
+        }
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + 0.0
+}
+
+fn decode(format: HeadFormat, bytes: &[u8]) -> Vec<f32> {
+    bytes
+        .chunks_exact(2)
+        .map(|b| {
+            let bits = u16::from_le_bytes([b[0], b[1]]);
+            match format {
+                HeadFormat::BF16 => bf16::from_bits(bits).to_f32(),
+                HeadFormat::F16 { .. } => f16::from_bits(bits).to_f32(),
+            }
+        })
+        .collect()
+}
+
+/// A table of random values, with some subnormal and zero elements mixed in.
+fn table(rng: &mut ChaCha8Rng, format: HeadFormat, n: usize) -> Vec<u8> {
+    (0..n)
+        .flat_map(|_| {
+            let v: f32 = match rng.gen_range(0..10) {
+                0 => 0.0,
+                1 => -0.0,
+                2 => rng.gen_range(-1e-6f32..1e-6), // f16 subnormal range
+                _ => rng.gen_range(-2.0f32..2.0),
+            };
+            let bits = match format {
+                HeadFormat::BF16 => bf16::from_f32(v).to_bits(),
+                HeadFormat::F16 { .. } => f16::from_f32(v).to_bits(),
+            };
+            bits.to_le_bytes()
+        })
+        .collect()
+}
+
+fn check(format: HeadFormat, bytes: &[u8], k: usize, rows: usize, x: &[f32], seed: u64) {
+    let levels = HostFeatures::detect().unwrap().supported_levels();
+    let values = decode(format, bytes);
+    let expected: Vec<f32> = values.chunks(k).map(|r| dot_reference(r, x)).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    for level in levels {
+        for params in [
+            HeadParams::default(),
+            HeadParams { rows: 1, unroll: 1 },
+            HeadParams { rows: 3, unroll: 3 },
+        ] {
+            let shape = HeadShape { k, rows, format };
+            let kernel = HeadKernel::compile(&shape, &params, level).unwrap();
+            let mut out = vec![f32::NAN; rows];
+            kernel.run(bytes, x, &mut out, 0..rows).unwrap();
+            for (r, (o, e)) in out.iter().zip(&expected).enumerate() {
+                assert!(
+                    o.to_bits() == e.to_bits() || (o.is_nan() && e.is_nan()),
+                    "{format:?} {level} {params:?} K={k} row {r}: {o} vs {e}"
+                );
+            }
+            // A random sub-range writes exactly its rows.
+            let a = rng.gen_range(0..rows);
+            let b = rng.gen_range(a..=rows);
+            let mut part = vec![f32::NAN; b - a];
+            kernel.run(bytes, x, &mut part, a..b).unwrap();
+            for (o, e) in part.iter().zip(&expected[a..b]) {
+                assert!(o.to_bits() == e.to_bits() || (o.is_nan() && e.is_nan()));
+            }
+        }
+    }
+}
+
+#[test]
+fn head_matches_reference_dot_bit_for_bit() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for (k, rows) in [(8usize, 1usize), (24, 5), (256, 7), (264, 33), (2560, 67), (128, 1029)] {
+        let x: Vec<f32> = (0..k).map(|_| rng.gen_range(-3.0f32..3.0)).collect();
+        for format in [
+            HeadFormat::F16 { finite: true },
+            HeadFormat::F16 { finite: false },
+            HeadFormat::BF16,
+        ] {
+            let bytes = table(&mut rng, format, k * rows);
+            assert!(f16_table_is_finite(&bytes) || format == HeadFormat::BF16);
+            check(format, &bytes, k, rows, &x, k as u64);
+        }
+    }
+}
+
+#[test]
+fn general_f16_conversion_handles_infinities_and_nans() {
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let (k, rows) = (64, 40);
+    let x: Vec<f32> = (0..k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+    let mut bytes = table(&mut rng, HeadFormat::F16 { finite: false }, k * rows);
+    // Row 1: +inf, row 2: -inf, row 3: a NaN, row 4: the largest finite half; row 5: every
+    // special at once.
+    let put = |bytes: &mut Vec<u8>, i: usize, bits: u16| {
+        bytes[2 * i..2 * i + 2].copy_from_slice(&bits.to_le_bytes());
+    };
+    put(&mut bytes, k + 3, 0x7c00);
+    put(&mut bytes, 2 * k + 9, 0xfc00);
+    put(&mut bytes, 3 * k + 17, 0x7e01);
+    put(&mut bytes, 4 * k + 5, 0x7bff);
+    put(&mut bytes, 5 * k, 0x7c00);
+    put(&mut bytes, 5 * k + 1, 0xfd00);
+    assert!(!f16_table_is_finite(&bytes));
+    check(HeadFormat::F16 { finite: false }, &bytes, k, rows, &x, 5);
+    // Every half bit pattern converts exactly (one row of K = 65536).
+    let all: Vec<u8> = (0..=u16::MAX).flat_map(|b| b.to_le_bytes()).collect();
+    let ones = vec![1.0f32; 8];
+    let shape = HeadShape {
+        k: 8,
+        rows: 8192,
+        format: HeadFormat::F16 { finite: false },
+    };
+    for level in HostFeatures::detect().unwrap().supported_levels() {
+        let kernel = HeadKernel::compile(&shape, &HeadParams::default(), level).unwrap();
+        let mut out = vec![0.0; 8192];
+        kernel.run(&all, &ones, &mut out, 0..8192).unwrap();
+        let values = decode(HeadFormat::F16 { finite: false }, &all);
+        for (r, o) in out.iter().enumerate() {
+            let e = dot_reference(&values[8 * r..8 * r + 8], &ones);
+            assert!(o.to_bits() == e.to_bits() || (o.is_nan() && e.is_nan()), "row {r}");
+        }
+    }
+}
+
+#[test]
+fn bad_shapes_and_buffers_are_errors() {
+    let level = HostFeatures::detect().unwrap().supported_levels()[0];
+    let f = HeadFormat::BF16;
+    for (k, rows) in [(0usize, 4usize), (12, 4), (16, 0)] {
+        let shape = HeadShape { k, rows, format: f };
+        assert!(HeadKernel::compile(&shape, &HeadParams::default(), level).is_err());
+    }
+    let bad = HeadParams { rows: 5, unroll: 1 };
+    let shape = HeadShape { k: 16, rows: 4, format: f };
+    assert!(HeadKernel::compile(&shape, &bad, level).is_err());
+    let kernel = HeadKernel::compile(&shape, &HeadParams::default(), level).unwrap();
+    let table = vec![0u8; 2 * 16 * 4];
+    let x = vec![0.0f32; 16];
+    let mut out = vec![0.0f32; 4];
+    assert!(kernel.run(&table[1..], &x, &mut out, 0..4).is_err());
+    assert!(kernel.run(&table, &x[1..], &mut out, 0..4).is_err());
+    assert!(kernel.run(&table, &x, &mut out, 0..5).is_err());
+    assert!(kernel.run(&table, &x, &mut out[..3], 0..4).is_err());
+    assert!(kernel.run(&table, &x, &mut out, 0..4).is_ok());
+}

@@ -1,0 +1,82 @@
+//! The output head on the generated kernel (F16 / BF16 tables).
+
+use std::sync::Arc;
+
+use bitnetc_codegen::cpu::head::{f16_table_is_finite, HeadFormat, HeadKernel, HeadParams, HeadShape};
+use bitnetc_codegen::cpu::Target;
+use bitnetc_codegen::CodegenError;
+use bitnetc_ir::{DType, Weight};
+use rayon::prelude::*;
+
+use crate::error::RuntimeError;
+use crate::reference::output_head;
+
+/// Vocabulary rows per parallel task.
+const ROWS_PER_TASK: usize = 2048;
+
+/// How the output head runs.
+pub enum HeadPlan {
+    /// The generated kernel.
+    Generated(Arc<HeadKernel>),
+    /// The reference head, because no generated kernel takes this table.
+    Fallback {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl HeadPlan {
+    /// Compiles the head kernel for `table`, or explains why there is none.
+    pub fn build(table: &Weight, target: &Target) -> Result<HeadPlan, CodegenError> {
+        let (k, rows) = (table.dims[0] as usize, table.dims[1] as usize);
+        let bytes = table.data.bytes();
+        let finite = match table.dtype {
+            DType::F16 => bytes
+                .par_chunks(1 << 20)
+                .all(f16_table_is_finite),
+            _ => true,
+        };
+        let Some(format) = HeadFormat::of(table.dtype, finite) else {
+            return Ok(HeadPlan::Fallback {
+                reason: format!("no generated head kernel for {} tables yet", table.dtype),
+            });
+        };
+        if !k.is_multiple_of(8) {
+            return Ok(HeadPlan::Fallback {
+                reason: format!("head width {k} is not a multiple of 8"),
+            });
+        }
+        let shape = HeadShape { k, rows, format };
+        Ok(HeadPlan::Generated(Arc::new(HeadKernel::compile_for(
+            &shape,
+            &HeadParams::default(),
+            target,
+        )?)))
+    }
+
+    /// Logits (`[xs.len() × rows]`) for each row of `xs`.
+    pub fn run(&self, table: &Weight, xs: &[&[f32]]) -> Result<Vec<f32>, RuntimeError> {
+        let kernel = match self {
+            HeadPlan::Generated(k) => k,
+            HeadPlan::Fallback { .. } => return output_head(table, xs),
+        };
+        let rows = kernel.info().shape.rows;
+        let bytes = table.data.bytes();
+        let mut out = vec![0.0f32; xs.len() * rows];
+        for (x, o) in xs.iter().zip(out.chunks_mut(rows)) {
+            o.par_chunks_mut(ROWS_PER_TASK)
+                .enumerate()
+                .try_for_each(|(i, part)| {
+                    let start = i * ROWS_PER_TASK;
+                    kernel.run(bytes, x, part, start..start + part.len())
+                })?;
+        }
+        Ok(out)
+    }
+}
+
+/// The name of a generated head kernel: `jit.head.<format>.<K>x<rows>`.
+pub fn kernel_name(kernel: &HeadKernel, isa: &str) -> String {
+    let s = &kernel.info().shape;
+    format!("jit.head.{isa}.{}.{}x{}", s.format.name(), s.k, s.rows)
+}
