@@ -1,0 +1,223 @@
+//! The JIT backend gives exactly the reference backend's results: the same greedy tokens and
+//! bit-identical logits for I2_S, TQ1_0 and TQ2_0 models of the tiny and large presets, on 1
+//! and 2 threads, at every ISA level the host supports; its kernel list names generated kernels
+//! and marks the ops that fell back.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use bitnetc_codegen::cpu::HostFeatures;
+
+fn bitnetc(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_bitnetc"))
+        .args(args)
+        .output()
+        .expect("bitnetc runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = bitnetc(args);
+    assert!(
+        out.status.success(),
+        "bitnetc {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+}
+
+fn model(arch: &str, preset: &str, ty: &str, embedding: &str) -> PathBuf {
+    let path = dir().join(format!("{arch}-{preset}-{ty}-{embedding}.gguf"));
+    if !path.exists() {
+        ok(&[
+            "gen-model",
+            "--arch",
+            arch,
+            "--preset",
+            preset,
+            "--type",
+            ty,
+            "--embedding-type",
+            embedding,
+            "--seed",
+            "11",
+            "-o",
+            path.to_str().unwrap(),
+        ]);
+    }
+    path
+}
+
+/// Generated ids and the dumped logits of a greedy run.
+fn run(model: &Path, backend: &str, threads: &str, isa: &str, n: &str) -> (Vec<u64>, Vec<u8>) {
+    let logits = dir().join(format!(
+        "logits-{}-{backend}-{threads}-{isa}.bin",
+        model.file_stem().unwrap().to_string_lossy()
+    ));
+    let out = ok(&[
+        "run",
+        "-m",
+        model.to_str().unwrap(),
+        "--prompt-ids",
+        "1,17,300,42,5,77",
+        "-n",
+        n,
+        "--temp",
+        "0",
+        "--ignore-eos",
+        "--json",
+        "-t",
+        threads,
+        "--backend",
+        backend,
+        "--isa",
+        isa,
+        "--dump-logits",
+        logits.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let ids = v["generated_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    (ids, std::fs::read(&logits).unwrap())
+}
+
+fn isa_levels() -> Vec<&'static str> {
+    HostFeatures::detect()
+        .unwrap()
+        .supported_levels()
+        .into_iter()
+        .map(|l| l.name())
+        .collect()
+}
+
+fn check_model(model: &Path, n: &str, levels: &[&str]) {
+    let (ref_ids, ref_logits) = run(model, "reference", "2", "native", n);
+    let distinct: std::collections::HashSet<_> = ref_ids.iter().collect();
+    assert!(distinct.len() >= 3, "degenerate reference output {ref_ids:?}");
+    for threads in ["1", "2"] {
+        for isa in levels {
+            let (ids, logits) = run(model, "jit", threads, isa, n);
+            assert_eq!(ids, ref_ids, "{} jit t={threads} isa={isa}", model.display());
+            assert!(
+                logits == ref_logits,
+                "{} jit t={threads} isa={isa}: logits differ from the reference",
+                model.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn jit_equals_reference_on_tiny_models_at_every_isa_level() {
+    let levels = isa_levels();
+    for ty in ["i2_s", "tq1_0", "tq2_0"] {
+        check_model(&model("bitnet-b1.58", "tiny", ty, "f16"), "24", &levels);
+    }
+    // A BF16 head, and the 1bitLLM architecture.
+    check_model(&model("bitnet-b1.58", "tiny", "i2_s", "bf16"), "12", &levels);
+    check_model(&model("bitnet", "tiny", "tq2_0", "f16"), "12", &levels);
+}
+
+#[test]
+fn jit_equals_reference_on_large_models() {
+    for ty in ["i2_s", "tq1_0", "tq2_0"] {
+        check_model(&model("bitnet", "large", ty, "f16"), "6", &["native"]);
+    }
+}
+
+fn kernels(model: &Path) -> serde_json::Value {
+    let receipt = dir().join(format!(
+        "receipt-{}.json",
+        model.file_stem().unwrap().to_string_lossy()
+    ));
+    ok(&[
+        "bench",
+        "-m",
+        model.to_str().unwrap(),
+        "-p",
+        "4",
+        "-n",
+        "2",
+        "-r",
+        "1",
+        "-t",
+        "1",
+        "--no-warmup",
+        "--json",
+        receipt.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(receipt).unwrap()).unwrap();
+    v
+}
+
+#[test]
+fn receipts_name_generated_kernels_and_mark_fallbacks() {
+    let v = kernels(&model("bitnet-b1.58", "tiny", "tq2_0", "f16"));
+    assert_eq!(v["compute_path"], "real", "{v}");
+    let ks = v["kernels"].as_array().unwrap();
+    let of = |op: &str| -> Vec<&serde_json::Value> { ks.iter().filter(|k| k["op"] == op).collect() };
+    assert!(!of("ternary_linear").is_empty());
+    for k in of("ternary_linear") {
+        assert!(k["kernel"].as_str().unwrap().starts_with("jit.gemv."), "{k}");
+    }
+    for k in of("output_head") {
+        assert!(k["kernel"].as_str().unwrap().starts_with("jit.head."), "{k}");
+    }
+    // A Q6_K head has no generated kernel yet: the op is marked as a fallback and --strict
+    // refuses the run.
+    let q6 = model("bitnet-b1.58", "tiny", "tq2_0", "q6_k");
+    let v = kernels(&q6);
+    assert_ne!(v["compute_path"], "real", "{v}");
+    let out = bitnetc(&[
+        "bench",
+        "-m",
+        q6.to_str().unwrap(),
+        "-p",
+        "4",
+        "-n",
+        "0",
+        "-r",
+        "1",
+        "--no-warmup",
+        "--strict",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("output_head"), "{err}");
+}
+
+#[test]
+fn an_isa_level_above_the_host_is_refused() {
+    let levels = isa_levels();
+    let tiny = model("bitnet-b1.58", "tiny", "i2_s", "f16");
+    for isa in ["sse4", "avx2", "avx512"] {
+        let out = bitnetc(&[
+            "run",
+            "-m",
+            tiny.to_str().unwrap(),
+            "-p",
+            "hi",
+            "-n",
+            "1",
+            "--isa",
+            isa,
+        ]);
+        if levels.contains(&isa) {
+            assert!(out.status.success());
+        } else {
+            assert!(!out.status.success());
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1, "{err}");
+        }
+    }
+}
