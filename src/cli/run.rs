@@ -193,10 +193,19 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
             "generated_ids": result.generated_ids,
             "text": tok.decode(&result.generated_ids),
             "timings": t,
-            "backend": "reference",
+            "backend": engine.backend_name(),
             "threads": engine.threads(),
         });
         super::print_stdout(&format!("{doc}\n"))?;
+    }
+    if let Some(j) = engine.jit() {
+        eprintln!(
+            "jit: {} kernels ({}) compiled in {:.1} ms, weights repacked in {:.1} ms",
+            j.compiled_kernels().len() + j.head_kernels(),
+            j.isa(),
+            j.compile_time().as_secs_f64() * 1e3,
+            j.repack_time().as_secs_f64() * 1e3
+        );
     }
     eprintln!(
         "load {:.1} ms | prompt {} tokens, {:.2} tokens/s | generation {} tokens, {:.2} tokens/s",

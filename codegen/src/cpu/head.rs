@@ -71,9 +71,22 @@ impl HeadFormat {
 
 /// Whether every element of an F16 table (little-endian bytes) is finite.
 pub fn f16_table_is_finite(bytes: &[u8]) -> bool {
-    bytes
-        .chunks_exact(2)
-        .all(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7c00 != 0x7c00)
+    const EXP: u64 = 0x7c00_7c00_7c00_7c00;
+    const LOW: u64 = 0x0001_0001_0001_0001;
+    const HIGH: u64 = 0x8000_8000_8000_8000;
+    let words = bytes.chunks_exact(8);
+    let tail = words.remainder();
+    // A half is ±inf or NaN when its exponent bits are all set: lane `(h & EXP) ^ EXP` is then
+    // zero. The classic has-a-zero-lane test can only err by flagging extra lanes above a real
+    // zero lane, so "no lane flagged" is exact.
+    let any_special = words.fold(0u64, |acc, w| {
+        let y = (u64::from_le_bytes(w.try_into().expect("8 bytes")) & EXP) ^ EXP;
+        acc | (y.wrapping_sub(LOW) & !y & HIGH)
+    });
+    any_special == 0
+        && tail
+            .chunks_exact(2)
+            .all(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7c00 != 0x7c00)
 }
 
 /// A head problem.
@@ -493,5 +506,26 @@ impl HeadKernel {
             )
         };
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::f16_table_is_finite;
+
+    #[test]
+    fn finite_scan_sees_every_special_half_in_every_lane() {
+        let finite: Vec<u16> = (0..=u16::MAX).filter(|h| h & 0x7c00 != 0x7c00).collect();
+        let bytes: Vec<u8> = finite.iter().flat_map(|h| h.to_le_bytes()).collect();
+        assert!(f16_table_is_finite(&bytes));
+        for special in [0x7c00u16, 0xfc00, 0x7c01, 0xfe00, 0x7fff, 0xffff] {
+            // Lanes 0..4 of a word, and the odd tail half.
+            for pos in 0..5 {
+                let mut halves = vec![0x3c00u16; 9];
+                halves[if pos == 4 { 8 } else { 4 + pos }] = special;
+                let b: Vec<u8> = halves.iter().flat_map(|h| h.to_le_bytes()).collect();
+                assert!(!f16_table_is_finite(&b), "{special:#x} at {pos}");
+            }
+        }
     }
 }

@@ -281,7 +281,9 @@ impl RepackedMatrix {
                 }
                 _ => unreachable!("checked above"),
             }
-            if let Some(i) = codes.iter().position(|&c| c > 2) {
+            // The max folds into vector code; the position is only looked for on failure.
+            let max = codes.iter().fold(0u8, |m, &c| m.max(c));
+            if let Some(i) = codes.iter().position(|&c| c > 2).filter(|_| max > 2) {
                 return Err(quant_err(
                     name,
                     QuantError::BadCode {
@@ -424,12 +426,22 @@ impl RepackedMatrix {
 /// Packs one group: `codes` holds `R` rows of `k` codes; `dst` is `R·k/4` bytes.
 fn pack_group(codes: &[u8], k: usize, layout: &Layout, dst: &mut [u8]) {
     dst.fill(0);
-    let cols = layout.pack.cols();
-    for i in 0..layout.rows_per_group {
+    let r = layout.rows_per_group;
+    // Every 4 consecutive codes of a row (columns 4j..4j+4) land in 4 consecutive bytes of the
+    // group, all at the same bit pair: one 32-bit OR per 4 codes (codes ≤ 2 shifted by ≤ 6 stay
+    // inside their byte).
+    for i in 0..r {
         let row = &codes[i * k..(i + 1) * k];
-        for (col, &code) in row.iter().enumerate() {
-            let (sv, byte, f) = layout.position(i, col);
-            dst[layout.offset(k, 0, col / cols, sv) + byte] |= code << (2 * f);
+        for (j, quad) in row.chunks_exact(4).enumerate() {
+            // Byte offset of columns 4j..4j+4 of row i, and their bit pair (see the module docs).
+            let (off, shift) = match layout.pack {
+                Pack::Rows16Cols4 => (j * r + 16 * (i / 16) + 4 * (i % 4), 2 * ((i % 16) / 4)),
+                Pack::Rows4Cols16 => ((j / 4) * 4 * r + 16 * (i / 4) + 4 * (i % 4), 2 * (j % 4)),
+            };
+            let v = u32::from_le_bytes([quad[0], quad[1], quad[2], quad[3]]) << shift;
+            let d = &mut dst[off..off + 4];
+            let old = u32::from_le_bytes([d[0], d[1], d[2], d[3]]);
+            d.copy_from_slice(&(old | v).to_le_bytes());
         }
     }
 }

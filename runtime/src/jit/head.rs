@@ -1,6 +1,7 @@
 //! The output head on the generated kernel (F16 / BF16 tables).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bitnetc_codegen::cpu::head::{f16_table_is_finite, HeadFormat, HeadKernel, HeadParams, HeadShape};
 use bitnetc_codegen::cpu::Target;
@@ -26,8 +27,9 @@ pub enum HeadPlan {
 }
 
 impl HeadPlan {
-    /// Compiles the head kernel for `table`, or explains why there is none.
-    pub fn build(table: &Weight, target: &Target) -> Result<HeadPlan, CodegenError> {
+    /// Compiles the head kernel for `table`, or explains why there is none; also returns the
+    /// time spent compiling.
+    pub fn build(table: &Weight, target: &Target) -> Result<(HeadPlan, Duration), CodegenError> {
         let (k, rows) = (table.dims[0] as usize, table.dims[1] as usize);
         let bytes = table.data.bytes();
         let finite = match table.dtype {
@@ -37,21 +39,17 @@ impl HeadPlan {
             _ => true,
         };
         let Some(format) = HeadFormat::of(table.dtype, finite) else {
-            return Ok(HeadPlan::Fallback {
-                reason: format!("no generated head kernel for {} tables yet", table.dtype),
-            });
+            let reason = format!("no generated head kernel for {} tables yet", table.dtype);
+            return Ok((HeadPlan::Fallback { reason }, Duration::ZERO));
         };
         if !k.is_multiple_of(8) {
-            return Ok(HeadPlan::Fallback {
-                reason: format!("head width {k} is not a multiple of 8"),
-            });
+            let reason = format!("head width {k} is not a multiple of 8");
+            return Ok((HeadPlan::Fallback { reason }, Duration::ZERO));
         }
         let shape = HeadShape { k, rows, format };
-        Ok(HeadPlan::Generated(Arc::new(HeadKernel::compile_for(
-            &shape,
-            &HeadParams::default(),
-            target,
-        )?)))
+        let t0 = Instant::now();
+        let kernel = HeadKernel::compile_for(&shape, &HeadParams::default(), target)?;
+        Ok((HeadPlan::Generated(Arc::new(kernel)), t0.elapsed()))
     }
 
     /// Logits (`[xs.len() × rows]`) for each row of `xs`.

@@ -103,16 +103,16 @@ impl JitBackend {
                 }
             }
         });
-        let repack_time = t_repack.elapsed();
+        let repack_time;
         let mut heads: Vec<Option<HeadPlan>> = (0..graph.nodes.len()).map(|_| None).collect();
         for (i, node) in graph.nodes.iter().enumerate() {
             if let Op::OutputHead { table, .. } = &node.op {
-                let t0 = Instant::now();
-                let plan = pool.install(|| HeadPlan::build(graph.weight(*table), &target))?;
-                compile_time += t0.elapsed();
+                let (plan, took) = pool.install(|| HeadPlan::build(graph.weight(*table), &target))?;
+                compile_time += took;
                 heads[i] = Some(plan);
             }
         }
+        repack_time = t_repack.elapsed().saturating_sub(compile_time);
         for (i, plan) in plans {
             let plan = match plan {
                 Ok(matrix) => {
@@ -166,12 +166,20 @@ impl JitBackend {
         self.compile_time
     }
 
-    /// Time spent repacking weights.
+    /// Time spent preparing weights: repacking the ternary ones, checking the head table.
     pub fn repack_time(&self) -> Duration {
         self.repack_time
     }
 
-    /// The distinct compiled kernels.
+    /// Number of generated output-head kernels.
+    pub fn head_kernels(&self) -> usize {
+        self.heads
+            .iter()
+            .filter(|h| matches!(h, Some(HeadPlan::Generated(_))))
+            .count()
+    }
+
+    /// The distinct compiled GEMV kernels.
     pub fn compiled_kernels(&self) -> &[CompiledKernel] {
         &self.kernels
     }
