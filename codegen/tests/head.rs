@@ -105,6 +105,18 @@ fn head_matches_reference_dot_bit_for_bit() {
 }
 
 #[test]
+fn activations_too_large_to_prescale_give_the_same_results() {
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let (k, rows) = (48, 9);
+    let mut x: Vec<f32> = (0..k).map(|_| rng.gen_range(-3.0f32..3.0)).collect();
+    x[7] = 70000.0;
+    x[30] = -1.0e30;
+    let format = HeadFormat::F16 { finite: true };
+    let bytes = table(&mut rng, format, k * rows);
+    check(format, &bytes, k, rows, &x, 6);
+}
+
+#[test]
 fn general_f16_conversion_handles_infinities_and_nans() {
     let mut rng = ChaCha8Rng::seed_from_u64(4);
     let (k, rows) = (64, 40);
