@@ -221,3 +221,25 @@ fn an_isa_level_above_the_host_is_refused() {
         }
     }
 }
+
+#[test]
+fn inspect_kernels_lists_generated_kernels_with_their_code() {
+    let tiny = model("bitnet-b1.58", "tiny", "i2_s", "f16");
+    let text = ok(&["inspect", "--kernels", tiny.to_str().unwrap()]);
+    assert!(text.contains("jit.gemv."), "{text}");
+    assert!(text.contains("jit.head."), "{text}");
+    assert!(text.contains("0 fallbacks"), "{text}");
+    let json = ok(&["inspect", "--kernels", "--asm", "--json", tiny.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let ks = v["kernels"].as_array().unwrap();
+    // tiny: q/o 256×256, k/v 256×128, up/gate 256×512, down 512×256, and the head.
+    assert_eq!(ks.len(), 5, "{v}");
+    for k in ks {
+        assert!(k["code_bytes"].as_u64().unwrap() > 0);
+        assert!(k["uses"].as_u64().unwrap() > 0);
+        let asm = k["asm"].as_str().unwrap();
+        assert!(asm.lines().count() > 20, "{asm}");
+    }
+    // Every op of the graph is listed with the kernel it runs.
+    assert!(v["ops"].as_array().unwrap().len() > 10);
+}

@@ -7,6 +7,8 @@ use bitnetc_models::gguf::GgufFile;
 use bitnetc_models::{LoadOptions, Model};
 use clap::Args;
 
+use super::{BackendChoice, IsaChoice, ModelArgs};
+
 #[derive(Args, Debug)]
 pub struct InspectArgs {
     /// The model file.
@@ -17,9 +19,22 @@ pub struct InspectArgs {
     /// Print the lowered IR graph.
     #[arg(long)]
     pub ir: bool,
+    /// Generate this host's kernels for the model and list them (op, shape, layout, ISA
+    /// features, code bytes, compile time) and what each op of the graph runs.
+    #[arg(long)]
+    pub kernels: bool,
+    /// With --kernels: also print each kernel's machine instructions (Cranelift's listing).
+    #[arg(long, requires = "kernels")]
+    pub asm: bool,
+    /// With --kernels: instruction-set level to generate for (never above this CPU's).
+    #[arg(long, value_enum, default_value_t = IsaChoice::Native)]
+    pub isa: IsaChoice,
 }
 
 pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
+    if a.kernels {
+        return kernels(&a);
+    }
     let file = GgufFile::open(&a.model)?;
     let model = Model::load(&a.model, &LoadOptions::default())?;
     let cfg = &model.config;
@@ -81,6 +96,71 @@ pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
     }
     if a.ir {
         writeln!(o, "\n{}", model.graph)?;
+    }
+    super::print_stdout(&o)
+}
+
+/// `inspect --kernels [--asm]`: builds the JIT backend and reports its kernels.
+fn kernels(a: &InspectArgs) -> anyhow::Result<()> {
+    let margs = ModelArgs {
+        model: a.model.clone(),
+        threads: 1,
+        backend: BackendChoice::Jit,
+        isa: a.isa,
+        activation: None,
+        pre_tokenizer: None,
+    };
+    let engine = bitnetc::Engine::load(&a.model, &margs.engine_options())?;
+    let jit = engine.jit().expect("the JIT backend was asked for");
+    let reports = jit.kernel_reports();
+    let uses = engine.kernels();
+    if a.json {
+        let doc = serde_json::json!({
+            "isa": jit.isa().name(),
+            "compile_ms": jit.compile_time().as_secs_f64() * 1e3,
+            "prepare_ms": jit.repack_time().as_secs_f64() * 1e3,
+            "kernels": reports.iter().map(|r| serde_json::json!({
+                "name": r.name, "op": r.op, "shape": r.shape, "layout": r.layout,
+                "features": r.features, "code_bytes": r.code_bytes,
+                "compile_ms": r.compile_time.as_secs_f64() * 1e3, "uses": r.uses,
+                "asm": if a.asm { r.listing.clone() } else { None },
+            })).collect::<Vec<_>>(),
+            "ops": uses,
+        });
+        return super::print_stdout(&format!("{}\n", serde_json::to_string_pretty(&doc)?));
+    }
+    let mut o = String::new();
+    writeln!(
+        o,
+        "{} generated kernels for ISA level {} (compiled in {:.1} ms; weights prepared in {:.1} ms)",
+        reports.len(),
+        jit.isa(),
+        jit.compile_time().as_secs_f64() * 1e3,
+        jit.repack_time().as_secs_f64() * 1e3
+    )?;
+    for r in &reports {
+        writeln!(o, "\n{}", r.name)?;
+        writeln!(o, "  op {}  shape {}  used by {} nodes", r.op, r.shape, r.uses)?;
+        writeln!(o, "  layout {}", r.layout)?;
+        writeln!(
+            o,
+            "  code {} bytes, compiled in {:.2} ms",
+            r.code_bytes,
+            r.compile_time.as_secs_f64() * 1e3
+        )?;
+        writeln!(o, "  features {}", r.features.join(" "))?;
+        if a.asm {
+            writeln!(o, "  machine code:")?;
+            for line in r.listing.as_deref().unwrap_or("(no listing)").lines() {
+                writeln!(o, "    {line}")?;
+            }
+        }
+    }
+    let fallbacks: Vec<_> = uses.iter().filter(|u| u.fallback).collect();
+    writeln!(o, "\nops: {} nodes, {} on generated kernels, {} fallbacks", uses.len(), uses.iter().filter(|u| u.kernel.starts_with("jit.")).count(), fallbacks.len())?;
+    let choices = jit.kernel_choices();
+    for (u, c) in uses.iter().zip(&choices).filter(|(u, _)| u.fallback) {
+        writeln!(o, "  fallback: {} ({}) runs {}: {}", u.label, u.op, u.kernel, c.reason.as_deref().unwrap_or(""))?;
     }
     super::print_stdout(&o)
 }

@@ -60,6 +60,29 @@ pub struct KernelChoice {
     pub reason: Option<String>,
 }
 
+/// What one generated kernel is, for `inspect --kernels` and receipts.
+#[derive(Clone, Debug)]
+pub struct KernelReport {
+    /// Kernel name (as in [`KernelChoice::name`]).
+    pub name: String,
+    /// Op family: `ternary_linear` or `output_head`.
+    pub op: &'static str,
+    /// Shape, e.g. `K=2560 M=6912`.
+    pub shape: String,
+    /// Data layout and code parameters.
+    pub layout: String,
+    /// ISA flags the code was compiled with.
+    pub features: Vec<&'static str>,
+    /// Machine code bytes.
+    pub code_bytes: usize,
+    /// Time to build and compile it.
+    pub compile_time: Duration,
+    /// Graph nodes that run it.
+    pub uses: usize,
+    /// Cranelift's listing of the machine instructions.
+    pub listing: Option<String>,
+}
+
 /// A compiled kernel and what it is for (for `inspect --kernels`).
 pub struct CompiledKernel {
     /// Kernel name.
@@ -169,6 +192,60 @@ impl JitBackend {
     /// Time spent preparing weights: repacking the ternary ones, checking the head table.
     pub fn repack_time(&self) -> Duration {
         self.repack_time
+    }
+
+    /// One report per generated kernel, GEMVs first, then heads.
+    pub fn kernel_reports(&self) -> Vec<KernelReport> {
+        let choices = self.kernel_choices();
+        let uses = |name: &str| choices.iter().filter(|c| c.name == name).count();
+        let mut out: Vec<KernelReport> = self
+            .kernels
+            .iter()
+            .map(|c| {
+                let info = c.kernel.info();
+                KernelReport {
+                    name: c.name.clone(),
+                    op: "ternary_linear",
+                    shape: format!("K={} M={}", info.shape.k, info.shape.m),
+                    layout: format!(
+                        "{:?} x{} rows/group, streams {}, unroll {}, {:?}",
+                        info.shape.layout.pack,
+                        info.shape.layout.rows_per_group,
+                        info.params.streams,
+                        info.unroll,
+                        info.dot
+                    ),
+                    features: info.target.enabled.clone(),
+                    code_bytes: info.code.len(),
+                    compile_time: info.compile_time,
+                    uses: uses(&c.name),
+                    listing: info.vcode.clone(),
+                }
+            })
+            .collect();
+        for h in self.heads.iter().flatten() {
+            if let HeadPlan::Generated(k) = h {
+                let info = k.info();
+                let name = head::kernel_name(k, &linear::isa_tag(&info.target, None));
+                out.push(KernelReport {
+                    uses: uses(&name),
+                    name,
+                    op: "output_head",
+                    shape: format!("K={} rows={}", info.shape.k, info.shape.rows),
+                    layout: format!(
+                        "{} rows, {} rows/block, unroll {}",
+                        info.shape.format.name(),
+                        info.params.rows,
+                        info.unroll
+                    ),
+                    features: info.target.enabled.clone(),
+                    code_bytes: info.code.len(),
+                    compile_time: info.compile_time,
+                    listing: info.vcode.clone(),
+                });
+            }
+        }
+        out
     }
 
     /// Number of generated output-head kernels.
