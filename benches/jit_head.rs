@@ -1,6 +1,7 @@
 //! Output head (logits of one token over an F16 table) at the BitNet b1.58 2B4T shape
 //! (2560 × 128256, 657 MB: it does not fit in any cache) and the large preset's (1536 × 32002):
-//! the generated kernel as the JIT backend runs it (`HeadPlan::run`, rows split across the pool)
+//! the generated kernel as the JIT backend runs it (`HeadPlan::run`, rows split across its
+//! worker pool)
 //! against the reference backend's `output_head`, on 1 and 2 threads. Throughput is table bytes
 //! per second; compare with the read-bandwidth probe of `jit_gemv` run on the same machine.
 
@@ -9,6 +10,7 @@ use std::hint::black_box;
 use bitnetc_codegen::cpu::{IsaLevel, Target};
 use bitnetc_ir::{DType, Weight, WeightBytes};
 use bitnetc_runtime::jit::head::HeadPlan;
+use bitnetc_runtime::jit::pool::WorkerPool;
 use bitnetc_runtime::reference::output_head;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use half::f16;
@@ -20,7 +22,11 @@ const SHAPES: [(&str, usize, usize); 2] = [("2b4t", 2560, 128256), ("large", 153
 fn f16_table(k: usize, rows: usize) -> Weight {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let bytes: Vec<u8> = (0..k * rows)
-        .flat_map(|_| f16::from_f32(rng.gen_range(-0.05f32..0.05)).to_bits().to_le_bytes())
+        .flat_map(|_| {
+            f16::from_f32(rng.gen_range(-0.05f32..0.05))
+                .to_bits()
+                .to_le_bytes()
+        })
         .collect();
     Weight {
         name: "token_embd.weight".into(),
@@ -36,11 +42,14 @@ fn head(c: &mut Criterion) {
     g.sample_size(10);
     for (name, k, rows) in SHAPES {
         let table = f16_table(k, rows);
-        let x: Vec<f32> = (0..k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
+        let x: Vec<f32> = (0..k)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+            .collect();
         let (plan, _) = HeadPlan::build(&table, &target).expect("head kernel");
         // The two must agree before either is timed.
         assert_eq!(
-            plan.run(&table, &[&x]).unwrap(),
+            plan.run(&table, &[&x], &WorkerPool::new(2).unwrap())
+                .unwrap(),
             output_head(&table, &[&x]).unwrap()
         );
         g.throughput(Throughput::Bytes((2 * k * rows) as u64));
@@ -49,8 +58,9 @@ fn head(c: &mut Criterion) {
                 .num_threads(threads)
                 .build()
                 .expect("pool");
+            let workers = WorkerPool::new(threads).expect("workers");
             g.bench_function(format!("jit/{name}/t{threads}"), |b| {
-                b.iter(|| pool.install(|| black_box(plan.run(&table, &[&x]).unwrap())))
+                b.iter(|| black_box(plan.run(&table, &[&x], &workers).unwrap()))
             });
             g.bench_function(format!("reference/{name}/t{threads}"), |b| {
                 b.iter(|| pool.install(|| black_box(output_head(&table, &[&x]).unwrap())))

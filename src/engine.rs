@@ -4,8 +4,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
-use bitnetc_models::{LoadOptions, Model};
 use bitnetc_codegen::cpu::IsaLevel;
+use bitnetc_models::{LoadOptions, Model};
 use bitnetc_runtime::{
     JitBackend, JitOptions, LogitsFor, ReferenceBackend, Sampler, SamplerConfig, Session,
 };

@@ -19,4 +19,6 @@ pub mod engine;
 pub use bitnetc_ir as ir;
 pub use bitnetc_models as models;
 pub use bitnetc_runtime as runtime;
-pub use engine::{BackendKind, Engine, EngineOptions, GenerateRequest, GenerateResult, KernelUse, Timings};
+pub use engine::{
+    BackendKind, Engine, EngineOptions, GenerateRequest, GenerateResult, KernelUse, Timings,
+};

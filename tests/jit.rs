@@ -31,7 +31,11 @@ fn dir() -> &'static Path {
     DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
 }
 
+/// The model of these options, generated once (tests run in parallel: one writer at a time, and
+/// no reader before the file is complete).
 fn model(arch: &str, preset: &str, ty: &str, embedding: &str) -> PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let path = dir().join(format!("{arch}-{preset}-{ty}-{embedding}.gguf"));
     if !path.exists() {
         ok(&[
@@ -102,11 +106,19 @@ fn isa_levels() -> Vec<&'static str> {
 fn check_model(model: &Path, n: &str, levels: &[&str]) {
     let (ref_ids, ref_logits) = run(model, "reference", "2", "native", n);
     let distinct: std::collections::HashSet<_> = ref_ids.iter().collect();
-    assert!(distinct.len() >= 3, "degenerate reference output {ref_ids:?}");
+    assert!(
+        distinct.len() >= 3,
+        "degenerate reference output {ref_ids:?}"
+    );
     for threads in ["1", "2"] {
         for isa in levels {
             let (ids, logits) = run(model, "jit", threads, isa, n);
-            assert_eq!(ids, ref_ids, "{} jit t={threads} isa={isa}", model.display());
+            assert_eq!(
+                ids,
+                ref_ids,
+                "{} jit t={threads} isa={isa}",
+                model.display()
+            );
             assert!(
                 logits == ref_logits,
                 "{} jit t={threads} isa={isa}: logits differ from the reference",
@@ -123,7 +135,11 @@ fn jit_equals_reference_on_tiny_models_at_every_isa_level() {
         check_model(&model("bitnet-b1.58", "tiny", ty, "f16"), "24", &levels);
     }
     // A BF16 head, and the 1bitLLM architecture.
-    check_model(&model("bitnet-b1.58", "tiny", "i2_s", "bf16"), "12", &levels);
+    check_model(
+        &model("bitnet-b1.58", "tiny", "i2_s", "bf16"),
+        "12",
+        &levels,
+    );
     check_model(&model("bitnet", "tiny", "tq2_0", "f16"), "12", &levels);
 }
 
@@ -165,13 +181,20 @@ fn receipts_name_generated_kernels_and_mark_fallbacks() {
     let v = kernels(&model("bitnet-b1.58", "tiny", "tq2_0", "f16"));
     assert_eq!(v["compute_path"], "real", "{v}");
     let ks = v["kernels"].as_array().unwrap();
-    let of = |op: &str| -> Vec<&serde_json::Value> { ks.iter().filter(|k| k["op"] == op).collect() };
+    let of =
+        |op: &str| -> Vec<&serde_json::Value> { ks.iter().filter(|k| k["op"] == op).collect() };
     assert!(!of("ternary_linear").is_empty());
     for k in of("ternary_linear") {
-        assert!(k["kernel"].as_str().unwrap().starts_with("jit.gemv."), "{k}");
+        assert!(
+            k["kernel"].as_str().unwrap().starts_with("jit.gemv."),
+            "{k}"
+        );
     }
     for k in of("output_head") {
-        assert!(k["kernel"].as_str().unwrap().starts_with("jit.head."), "{k}");
+        assert!(
+            k["kernel"].as_str().unwrap().starts_with("jit.head."),
+            "{k}"
+        );
     }
     // A Q6_K head has no generated kernel yet: the op is marked as a fallback and --strict
     // refuses the run.
@@ -217,7 +240,11 @@ fn an_isa_level_above_the_host_is_refused() {
         } else {
             assert!(!out.status.success());
             let err = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1, "{err}");
+            assert_eq!(
+                err.lines().filter(|l| l.starts_with("error:")).count(),
+                1,
+                "{err}"
+            );
         }
     }
 }
@@ -229,7 +256,13 @@ fn inspect_kernels_lists_generated_kernels_with_their_code() {
     assert!(text.contains("jit.gemv."), "{text}");
     assert!(text.contains("jit.head."), "{text}");
     assert!(text.contains("0 fallbacks"), "{text}");
-    let json = ok(&["inspect", "--kernels", "--asm", "--json", tiny.to_str().unwrap()]);
+    let json = ok(&[
+        "inspect",
+        "--kernels",
+        "--asm",
+        "--json",
+        tiny.to_str().unwrap(),
+    ]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     let ks = v["kernels"].as_array().unwrap();
     // tiny: q/o 256×256, k/v 256×128, up/gate 256×512, down 512×256, and the head.

@@ -90,7 +90,14 @@ fn check(format: HeadFormat, bytes: &[u8], k: usize, rows: usize, x: &[f32], see
 #[test]
 fn head_matches_reference_dot_bit_for_bit() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
-    for (k, rows) in [(8usize, 1usize), (24, 5), (256, 7), (264, 33), (2560, 67), (128, 1029)] {
+    for (k, rows) in [
+        (8usize, 1usize),
+        (24, 5),
+        (256, 7),
+        (264, 33),
+        (2560, 67),
+        (128, 1029),
+    ] {
         let x: Vec<f32> = (0..k).map(|_| rng.gen_range(-3.0f32..3.0)).collect();
         for format in [
             HeadFormat::F16 { finite: true },
@@ -150,7 +157,10 @@ fn general_f16_conversion_handles_infinities_and_nans() {
         let values = decode(HeadFormat::F16 { finite: false }, &all);
         for (r, o) in out.iter().enumerate() {
             let e = dot_reference(&values[8 * r..8 * r + 8], &ones);
-            assert!(o.to_bits() == e.to_bits() || (o.is_nan() && e.is_nan()), "row {r}");
+            assert!(
+                o.to_bits() == e.to_bits() || (o.is_nan() && e.is_nan()),
+                "row {r}"
+            );
         }
     }
 }
@@ -164,7 +174,11 @@ fn bad_shapes_and_buffers_are_errors() {
         assert!(HeadKernel::compile(&shape, &HeadParams::default(), level).is_err());
     }
     let bad = HeadParams { rows: 5, unroll: 1 };
-    let shape = HeadShape { k: 16, rows: 4, format: f };
+    let shape = HeadShape {
+        k: 16,
+        rows: 4,
+        format: f,
+    };
     assert!(HeadKernel::compile(&shape, &bad, level).is_err());
     let kernel = HeadKernel::compile(&shape, &HeadParams::default(), level).unwrap();
     let table = vec![0u8; 2 * 16 * 4];

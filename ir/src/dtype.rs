@@ -89,7 +89,7 @@ impl DType {
     /// Byte size of a whole tensor of `n_elems` elements whose rows have `ne0` elements,
     /// or `None` if `ne0` is not a multiple of the block size or the size overflows.
     pub fn tensor_bytes(self, ne0: u64, n_elems: u64) -> Option<u64> {
-        if ne0 == 0 || ne0 % self.block_elems() != 0 || n_elems % ne0 != 0 {
+        if ne0 == 0 || !ne0.is_multiple_of(self.block_elems()) || !n_elems.is_multiple_of(ne0) {
             return None;
         }
         let body = (n_elems / self.block_elems()).checked_mul(self.block_bytes())?;
@@ -101,7 +101,7 @@ impl DType {
 
     /// Byte size of one row of `ne0` elements (for I2_S: the packed codes only).
     pub fn row_bytes(self, ne0: u64) -> Option<u64> {
-        if ne0 % self.block_elems() != 0 {
+        if !ne0.is_multiple_of(self.block_elems()) {
             return None;
         }
         (ne0 / self.block_elems()).checked_mul(self.block_bytes())

@@ -95,7 +95,7 @@ fn check(k: usize, m: usize, tokens: usize, seed: u64) {
             .collect();
     }
     let q: Vec<_> = xs.iter().map(|x| quantize_row(x)).collect();
-    let types: Vec<DType> = if k % 256 == 0 {
+    let types: Vec<DType> = if k.is_multiple_of(256) {
         vec![DType::I2S, DType::TQ2_0, DType::TQ1_0]
     } else {
         vec![DType::I2S]

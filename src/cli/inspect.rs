@@ -140,7 +140,11 @@ fn kernels(a: &InspectArgs) -> anyhow::Result<()> {
     )?;
     for r in &reports {
         writeln!(o, "\n{}", r.name)?;
-        writeln!(o, "  op {}  shape {}  used by {} nodes", r.op, r.shape, r.uses)?;
+        writeln!(
+            o,
+            "  op {}  shape {}  used by {} nodes",
+            r.op, r.shape, r.uses
+        )?;
         writeln!(o, "  layout {}", r.layout)?;
         writeln!(
             o,
@@ -157,10 +161,23 @@ fn kernels(a: &InspectArgs) -> anyhow::Result<()> {
         }
     }
     let fallbacks: Vec<_> = uses.iter().filter(|u| u.fallback).collect();
-    writeln!(o, "\nops: {} nodes, {} on generated kernels, {} fallbacks", uses.len(), uses.iter().filter(|u| u.kernel.starts_with("jit.")).count(), fallbacks.len())?;
+    writeln!(
+        o,
+        "\nops: {} nodes, {} on generated kernels, {} fallbacks",
+        uses.len(),
+        uses.iter().filter(|u| u.kernel.starts_with("jit.")).count(),
+        fallbacks.len()
+    )?;
     let choices = jit.kernel_choices();
     for (u, c) in uses.iter().zip(&choices).filter(|(u, _)| u.fallback) {
-        writeln!(o, "  fallback: {} ({}) runs {}: {}", u.label, u.op, u.kernel, c.reason.as_deref().unwrap_or(""))?;
+        writeln!(
+            o,
+            "  fallback: {} ({}) runs {}: {}",
+            u.label,
+            u.op,
+            u.kernel,
+            c.reason.as_deref().unwrap_or("")
+        )?;
     }
     super::print_stdout(&o)
 }

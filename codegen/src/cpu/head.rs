@@ -422,7 +422,8 @@ fn plain_rows(s: &HeadShape, table: &[u8], x: &[f32], out: &mut [f32], rows: Ran
                 acc[l] += v.to_f32() * xs[l];
             }
         }
-        *o = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + 0.0;
+        *o =
+            ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + 0.0;
     }
 }
 
@@ -557,7 +558,7 @@ mod tests {
         for special in [0x7c00u16, 0xfc00, 0x7c01, 0xfe00, 0x7fff, 0xffff] {
             // Lanes 0..4 of a word, and the odd tail half.
             for pos in 0..5 {
-                let mut halves = vec![0x3c00u16; 9];
+                let mut halves = [0x3c00u16; 9];
                 halves[if pos == 4 { 8 } else { 4 + pos }] = special;
                 let b: Vec<u8> = halves.iter().flat_map(|h| h.to_le_bytes()).collect();
                 assert!(!f16_table_is_finite(&b), "{special:#x} at {pos}");

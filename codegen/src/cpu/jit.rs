@@ -47,7 +47,11 @@ unsafe impl Sync for JitFunction {}
 
 impl JitFunction {
     /// Compiles `func` for `target`, which must be this host.
-    pub fn compile(func: Function, target: &Target, name: &str) -> Result<JitFunction, CodegenError> {
+    pub fn compile(
+        func: Function,
+        target: &Target,
+        name: &str,
+    ) -> Result<JitFunction, CodegenError> {
         if !target.info.host {
             return Err(CodegenError::Isa(
                 "cannot JIT for a non-host target; use compile_only".into(),

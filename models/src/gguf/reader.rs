@@ -463,7 +463,7 @@ fn tensor_dtype(name: &str, type_id: u32, dims: &[u64]) -> Result<DType, GgufErr
              conversion time and cannot be read portably; re-convert the model with --outtype i2_s",
             ggml_type_name(type_id)
         ))),
-        36 if dims[0] % 128 != 0 => Err(refuse(format!(
+        36 if !dims[0].is_multiple_of(128) => Err(refuse(format!(
             "type I2_S with row length {}, not a multiple of 128: this is not the 128-element block \
              layout bitnetc reads (ARM builds of bitnet.cpp write 64-element blocks); re-quantize \
              with the x86 I2_S layout",

@@ -3,17 +3,22 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bitnetc_codegen::cpu::head::{f16_table_is_finite, HeadFormat, HeadKernel, HeadParams, HeadShape};
+use bitnetc_codegen::cpu::head::{
+    f16_table_is_finite, HeadFormat, HeadKernel, HeadParams, HeadShape,
+};
 use bitnetc_codegen::cpu::Target;
 use bitnetc_codegen::CodegenError;
 use bitnetc_ir::{DType, Weight};
+use std::sync::Mutex;
+
+use bitnetc_codegen::cpu::split_groups;
 use rayon::prelude::*;
+
+use super::linear::DisjointParts;
+use super::pool::WorkerPool;
 
 use crate::error::RuntimeError;
 use crate::reference::output_head;
-
-/// Vocabulary rows per parallel task.
-const ROWS_PER_TASK: usize = 2048;
 
 /// How the output head runs.
 pub enum HeadPlan {
@@ -33,9 +38,7 @@ impl HeadPlan {
         let (k, rows) = (table.dims[0] as usize, table.dims[1] as usize);
         let bytes = table.data.bytes();
         let finite = match table.dtype {
-            DType::F16 => bytes
-                .par_chunks(1 << 20)
-                .all(f16_table_is_finite),
+            DType::F16 => bytes.par_chunks(1 << 20).all(f16_table_is_finite),
             _ => true,
         };
         let Some(format) = HeadFormat::of(table.dtype, finite) else {
@@ -52,22 +55,36 @@ impl HeadPlan {
         Ok((HeadPlan::Generated(Arc::new(kernel)), t0.elapsed()))
     }
 
-    /// Logits (`[xs.len() × rows]`) for each row of `xs`.
-    pub fn run(&self, table: &Weight, xs: &[&[f32]]) -> Result<Vec<f32>, RuntimeError> {
+    /// Logits (`[xs.len() × rows]`) for each row of `xs`, the vocabulary split into one
+    /// contiguous part per thread of `pool`.
+    pub fn run(
+        &self,
+        table: &Weight,
+        xs: &[&[f32]],
+        pool: &WorkerPool,
+    ) -> Result<Vec<f32>, RuntimeError> {
         let kernel = match self {
             HeadPlan::Generated(k) => k,
             HeadPlan::Fallback { .. } => return output_head(table, xs),
         };
         let rows = kernel.info().shape.rows;
         let bytes = table.data.bytes();
+        let parts = split_groups(rows, pool.threads());
         let mut out = vec![0.0f32; xs.len() * rows];
+        let failure: Mutex<Option<CodegenError>> = Mutex::new(None);
         for (x, o) in xs.iter().zip(out.chunks_mut(rows)) {
-            o.par_chunks_mut(ROWS_PER_TASK)
-                .enumerate()
-                .try_for_each(|(i, part)| {
-                    let start = i * ROWS_PER_TASK;
-                    kernel.run(bytes, x, part, start..start + part.len())
-                })?;
+            let o_parts = DisjointParts::new(o);
+            pool.run(&|i| {
+                let Some(range) = parts.get(i) else { return };
+                // SAFETY: the parts' ranges are disjoint.
+                let part = unsafe { o_parts.slice(range.clone()) };
+                if let Err(e) = kernel.run(bytes, x, part, range.clone()) {
+                    *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                }
+            });
+            if let Some(e) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                return Err(e.into());
+            }
         }
         Ok(out)
     }

@@ -2,9 +2,13 @@
 
 use std::sync::Arc;
 
-use bitnetc_codegen::cpu::{ExpandedActivations, GemvKernel, Layout, RepackedMatrix};
+use std::sync::Mutex;
+
+use bitnetc_codegen::cpu::{split_groups, ExpandedActivations, GemvKernel, Layout, RepackedMatrix};
+use bitnetc_codegen::CodegenError;
 use bitnetc_ir::Weight;
 
+use super::pool::WorkerPool;
 use crate::error::RuntimeError;
 use crate::reference::numerics::QuantizedRow;
 use crate::reference::ternary_linear;
@@ -32,13 +36,14 @@ impl LinearPlan {
         RepackedMatrix::from_weight(weight, layout).map_err(|e| e.to_string())
     }
 
-    /// `y[t, m]` (`[T × M]`) for the token rows `x`, with `threads` parts per GEMV.
+    /// `y[t, m]` (`[T × M]`) for the token rows `x`; each GEMV's row groups are split into one
+    /// contiguous part per thread of `pool`, and each part applies the epilogue to its rows.
     pub fn run(
         &self,
         weight: &Weight,
         x: &[QuantizedRow],
         out_scale: Option<f32>,
-        threads: usize,
+        pool: &WorkerPool,
     ) -> Result<Vec<f32>, RuntimeError> {
         let (matrix, kernel) = match self {
             LinearPlan::Generated { matrix, kernel } => (matrix, kernel),
@@ -47,21 +52,68 @@ impl LinearPlan {
             }
         };
         let m = matrix.m;
+        let parts = split_groups(kernel.groups(), pool.threads());
         let mut y = vec![0.0f32; x.len() * m];
         let mut acc = vec![0i32; m];
         let mut xq = ExpandedActivations::with_len(matrix.k);
+        let failure: Mutex<Option<CodegenError>> = Mutex::new(None);
         for (row, y_row) in x.iter().zip(y.chunks_mut(m)) {
             xq.fill(&row.q);
-            kernel.run_parallel(matrix, &xq, &mut acc, threads)?;
-            for (i, (o, &a)) in y_row.iter_mut().zip(&acc).enumerate() {
-                let v = ((a as f32 - row.sum as f32) / row.scale) * matrix.scales.get(i);
-                *o = match out_scale {
-                    Some(s) => v * s,
-                    None => v,
-                };
+            let acc_parts = DisjointParts::new(&mut acc);
+            let y_parts = DisjointParts::new(y_row);
+            pool.run(&|i| {
+                let Some(groups) = parts.get(i) else { return };
+                let rows = kernel.rows_of(groups.clone());
+                // SAFETY: the parts' row ranges are disjoint, so no two threads touch the same
+                // elements.
+                let (acc, y) =
+                    unsafe { (acc_parts.slice(rows.clone()), y_parts.slice(rows.clone())) };
+                if let Err(e) = kernel.run_expanded(matrix, &xq, groups.clone(), acc) {
+                    *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                    return;
+                }
+                for ((o, &a), r) in y.iter_mut().zip(acc.iter()).zip(rows) {
+                    let v = ((a as f32 - row.sum as f32) / row.scale) * matrix.scales.get(r);
+                    *o = match out_scale {
+                        Some(s) => v * s,
+                        None => v,
+                    };
+                }
+            });
+            if let Some(e) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                return Err(e.into());
             }
         }
         Ok(y)
+    }
+}
+
+/// A mutable slice handed out in disjoint ranges to the parts of a pool job.
+pub(crate) struct DisjointParts<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+// SAFETY: only used to give different threads non-overlapping ranges (see `slice`).
+unsafe impl<T: Send> Sync for DisjointParts<T> {}
+
+impl<T> DisjointParts<T> {
+    pub(crate) fn new(s: &mut [T]) -> DisjointParts<T> {
+        DisjointParts {
+            ptr: s.as_mut_ptr(),
+            len: s.len(),
+        }
+    }
+
+    /// The elements `range`.
+    ///
+    /// # Safety
+    /// No two live slices obtained from one `DisjointParts` may overlap, and the slice the
+    /// parts were made from must outlive them.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn slice(&self, range: std::ops::Range<usize>) -> &mut [T] {
+        assert!(range.start <= range.end && range.end <= self.len);
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(range.start), range.len()) }
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod head;
 pub mod linear;
+pub mod pool;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use crate::reference::numerics::QuantizedRow;
 use crate::reference::{reference_kernel_name, thread_pool};
 use head::HeadPlan;
 use linear::LinearPlan;
+use pool::WorkerPool;
 
 /// How the JIT backend builds its kernels.
 #[derive(Clone, Debug)]
@@ -95,7 +97,7 @@ pub struct CompiledKernel {
 pub struct JitBackend {
     graph: Arc<Graph>,
     pool: rayon::ThreadPool,
-    threads: usize,
+    workers: WorkerPool,
     last_use: Vec<usize>,
     /// Per node: the linear plan of a ternary linear op.
     linears: Vec<Option<LinearPlan>>,
@@ -126,16 +128,16 @@ impl JitBackend {
                 }
             }
         });
-        let repack_time;
         let mut heads: Vec<Option<HeadPlan>> = (0..graph.nodes.len()).map(|_| None).collect();
         for (i, node) in graph.nodes.iter().enumerate() {
             if let Op::OutputHead { table, .. } = &node.op {
-                let (plan, took) = pool.install(|| HeadPlan::build(graph.weight(*table), &target))?;
+                let (plan, took) =
+                    pool.install(|| HeadPlan::build(graph.weight(*table), &target))?;
                 compile_time += took;
                 heads[i] = Some(plan);
             }
         }
-        repack_time = t_repack.elapsed().saturating_sub(compile_time);
+        let repack_time = t_repack.elapsed().saturating_sub(compile_time);
         for (i, plan) in plans {
             let plan = match plan {
                 Ok(matrix) => {
@@ -164,7 +166,7 @@ impl JitBackend {
             last_use: last_uses(&graph),
             graph,
             pool,
-            threads,
+            workers: WorkerPool::new(threads)?,
             linears,
             heads,
             kernels,
@@ -282,9 +284,10 @@ impl JitBackend {
                     generated(linear::kernel_name(kernel))
                 }
                 (Some(LinearPlan::Fallback { reason }), _) => fallback(node, reason),
-                (_, Some(HeadPlan::Generated(k))) => {
-                    generated(head::kernel_name(k, linear::isa_tag(&k.info().target, None).as_str()))
-                }
+                (_, Some(HeadPlan::Generated(k))) => generated(head::kernel_name(
+                    k,
+                    linear::isa_tag(&k.info().target, None).as_str(),
+                )),
                 (_, Some(HeadPlan::Fallback { reason })) => fallback(node, reason),
                 _ => KernelChoice {
                     name: reference_kernel_name(&self.graph, &node.op),
@@ -324,7 +327,7 @@ impl OpKernels for JitBackend {
         out_scale: Option<f32>,
     ) -> Result<Vec<f32>, RuntimeError> {
         match &self.linears[node] {
-            Some(plan) => plan.run(weight, x, out_scale, self.threads),
+            Some(plan) => plan.run(weight, x, out_scale, &self.workers),
             None => unreachable!("every ternary linear node has a plan"),
         }
     }
@@ -336,7 +339,7 @@ impl OpKernels for JitBackend {
         xs: &[&[f32]],
     ) -> Result<Vec<f32>, RuntimeError> {
         match &self.heads[node] {
-            Some(plan) => plan.run(table, xs),
+            Some(plan) => plan.run(table, xs, &self.workers),
             None => unreachable!("every output head node has a plan"),
         }
     }

@@ -203,7 +203,13 @@ pub struct AttentionShape {
 }
 
 /// Causal attention of each token's query heads over the cached keys and values.
-pub fn attention(kv: &KvCache, layer: usize, q: &[f32], n_past: usize, s: AttentionShape) -> Vec<f32> {
+pub fn attention(
+    kv: &KvCache,
+    layer: usize,
+    q: &[f32],
+    n_past: usize,
+    s: AttentionShape,
+) -> Vec<f32> {
     let q_width = s.n_head * s.head_dim;
     let t_count = q.len() / q_width;
     let group = s.n_head / s.n_head_kv;
