@@ -1,7 +1,7 @@
-//! Decode GEMV (one token, ternary × int8) at BitNet b1.58 2B4T shapes: the Cranelift JIT kernel
-//! against the reference backend's `ternary_linear`, with a plain read-bandwidth probe (sum of a
-//! large u64 buffer) in the same run as the ceiling. Throughput is bytes of packed weights
-//! (2 bits per weight) per second.
+//! Decode GEMV (one token, ternary × int8) at BitNet b1.58 2B4T and large-preset shapes: the
+//! Cranelift JIT kernel against the reference backend's `ternary_linear`, with a plain
+//! read-bandwidth probe (sum of a large u64 buffer) in the same run as the ceiling. Throughput is
+//! bytes of packed weights (2 bits per weight) per second.
 //!
 //! The JIT weights are rotated over copies totalling more than the last-level cache (480 MiB on
 //! the machine this was tuned on), so they stream from memory as in a real decode step; the
@@ -28,7 +28,16 @@ const ROTATION_BYTES: usize = 768 << 20;
 /// Size of the bandwidth probe buffer.
 const PROBE_BYTES: usize = 1 << 30;
 
-const SHAPES: [(usize, usize); 4] = [(2560, 2560), (2560, 640), (2560, 6912), (6912, 2560)];
+/// `(K, M)`: the 2B4T layers (q/o, k/v, gate/up, down), then the large preset's (1536 wide).
+const SHAPES: [(usize, usize); 7] = [
+    (2560, 2560),
+    (2560, 640),
+    (2560, 6912),
+    (6912, 2560),
+    (1536, 1536),
+    (1536, 4096),
+    (4096, 1536),
+];
 
 fn pools() -> Vec<(usize, rayon::ThreadPool)> {
     [1usize, 2]
