@@ -254,6 +254,7 @@ fn inspect_kernels_lists_generated_kernels_with_their_code() {
     let tiny = model("bitnet-b1.58", "tiny", "i2_s", "f16");
     let text = ok(&["inspect", "--kernels", tiny.to_str().unwrap()]);
     assert!(text.contains("jit.gemv."), "{text}");
+    assert!(text.contains("jit.gemm."), "{text}");
     assert!(text.contains("jit.head."), "{text}");
     assert!(text.contains("0 fallbacks"), "{text}");
     let json = ok(&[
@@ -265,8 +266,14 @@ fn inspect_kernels_lists_generated_kernels_with_their_code() {
     ]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     let ks = v["kernels"].as_array().unwrap();
-    // tiny: q/o 256×256, k/v 256×128, up/gate 256×512, down 512×256, and the head.
-    assert_eq!(ks.len(), 5, "{v}");
+    // tiny: q/o 256×256, k/v 256×128, up/gate 256×512, down 512×256, each as a one-token GEMV
+    // and a token-blocked prompt GEMM, and the head.
+    assert_eq!(ks.len(), 9, "{v}");
+    let prompt = ks
+        .iter()
+        .filter(|k| k["op"] == "ternary_linear_prompt")
+        .count();
+    assert_eq!(prompt, 4, "{v}");
     for k in ks {
         assert!(k["code_bytes"].as_u64().unwrap() > 0);
         assert!(k["uses"].as_u64().unwrap() > 0);

@@ -53,7 +53,7 @@ fn main() {
                 let p = GemvParams {
                     streams,
                     unroll,
-                    dot: None,
+                    ..GemvParams::default()
                 };
                 let kern = GemvKernel::compile(&GemvShape::of(&w), &p, IsaLevel::Native).unwrap();
                 let iters = (copies * 2).max(200);

@@ -1,8 +1,9 @@
 //! Decode GEMV kernels against a scalar reference written here from the original ternary codes.
 
 use bitnetc_codegen::cpu::{
-    compile_only, split_groups, ternary_output, DotForm, ExpandedActivations, GemvKernel,
-    GemvParams, GemvShape, HostFeatures, IsaLevel, Layout, RepackedMatrix, RowScales, Target,
+    compile_only, split_groups, ternary_output, DotForm, ExpandedActivations, ExpandedBatch,
+    GemvKernel, GemvParams, GemvShape, HostFeatures, IsaLevel, Layout, RepackedMatrix, RowScales,
+    Target,
 };
 use bitnetc_codegen::CodegenError;
 use bitnetc_ir::{DType, Weight, WeightBytes};
@@ -80,12 +81,12 @@ fn params_variants() -> Vec<GemvParams> {
         GemvParams {
             streams: 1,
             unroll: 1,
-            dot: None,
+            ..GemvParams::default()
         },
         GemvParams {
             streams: 3,
             unroll: 4,
-            dot: None,
+            ..GemvParams::default()
         },
     ]
 }
@@ -106,6 +107,76 @@ fn check_all_levels(w: &RepackedMatrix, codes: &[u8], q: &[i8], params: &[GemvPa
                 let mut got = vec![i32::MIN; m];
                 kern.run_parallel(w, &xq, &mut got, parts).unwrap();
                 assert_eq!(got, want, "K={k} M={m} {level} {p:?} parts={parts}");
+            }
+        }
+    }
+    check_batches(w, codes, q);
+}
+
+/// Token-blocked kernels (T = 2, 3, 4, 8) on every level: T different activation rows (the
+/// first is `q`, the others derived from it), each token's rows checked exactly, group ranges
+/// split in parts, and values outside the written rows left untouched.
+fn check_batches(w: &RepackedMatrix, codes: &[u8], q: &[i8]) {
+    let (k, m) = (w.k, w.m);
+    let shape = GemvShape::of(w);
+    for (tokens, streams, unroll) in [(2usize, 3usize, 1usize), (3, 1, 2), (4, 2, 2), (8, 1, 1)] {
+        let rows: Vec<Vec<i8>> = (0..tokens)
+            .map(|t| {
+                q.iter()
+                    .enumerate()
+                    .map(|(i, &v)| {
+                        if t == 0 {
+                            v
+                        } else {
+                            v.wrapping_mul(t as i8 + 1) ^ (i as i8)
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let wants: Vec<Vec<i32>> = rows
+            .iter()
+            .map(|r| scalar_reference(codes, r, k, m))
+            .collect();
+        let mut xb = ExpandedBatch::new(k, tokens);
+        for (t, r) in rows.iter().enumerate() {
+            xb.fill(t, r);
+        }
+        let p = GemvParams {
+            streams,
+            unroll,
+            tokens,
+            ..GemvParams::default()
+        };
+        for level in host().supported_levels() {
+            let kern = GemvKernel::compile(&shape, &p, level).unwrap();
+            assert_eq!(kern.tokens(), tokens);
+            for parts in [1, 3] {
+                let mut got = vec![i32::MIN; tokens * m];
+                for g in split_groups(kern.groups(), parts) {
+                    kern.run_batch(w, &xb, g, &mut got).unwrap();
+                }
+                for (t, want) in wants.iter().enumerate() {
+                    assert_eq!(
+                        &got[t * m..(t + 1) * m],
+                        &want[..],
+                        "K={k} M={m} {:?} {level} {p:?} token {t} parts={parts}",
+                        w.layout
+                    );
+                }
+            }
+            // Only the asked-for groups' rows are written.
+            if kern.groups() > 1 {
+                let mut got = vec![i32::MIN; tokens * m];
+                kern.run_batch(w, &xb, 1..2, &mut got).unwrap();
+                let written = kern.rows_of(1..2);
+                for (i, &v) in got.iter().enumerate() {
+                    assert_eq!(
+                        v == i32::MIN,
+                        !written.contains(&(i % m)),
+                        "K={k} M={m} {level} {p:?} value {i}"
+                    );
+                }
             }
         }
     }
@@ -337,6 +408,12 @@ fn compiles_for_aarch64() {
             (384, 33, Layout::rows16(16)),
         ] {
             let shape = GemvShape { k, m, layout };
+            // The prompt (token-blocked) kernel too.
+            let gemm = compile_only(&shape, &GemvParams::prompt_default(4), &target).unwrap();
+            assert!(!gemm.code.is_empty());
+            if dotprod && !i8mm {
+                assert!(gemm.uses_instruction("sdot"), "prompt kernel {k}x{m}");
+            }
             let info = compile_only(&shape, &GemvParams::default(), &target).unwrap();
             assert!(!info.code.is_empty());
             let sdot = info.uses_instruction("sdot");

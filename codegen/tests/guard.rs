@@ -3,8 +3,8 @@
 //! start), so any overrun or underrun faults.
 
 use bitnetc_codegen::cpu::{
-    split_groups, ExpandedActivations, GemvKernel, GemvParams, GemvShape, HostFeatures, Layout,
-    RepackedMatrix,
+    split_groups, ExpandedActivations, ExpandedBatch, GemvKernel, GemvParams, GemvShape,
+    HostFeatures, Layout, RepackedMatrix,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -102,12 +102,12 @@ fn kernels_stay_inside_guarded_buffers() {
                     GemvParams {
                         streams: 5,
                         unroll: 3,
-                        dot: None,
+                        ..GemvParams::default()
                     },
                     GemvParams {
                         streams: 1,
                         unroll: 1,
-                        dot: None,
+                        ..GemvParams::default()
                     },
                 ] {
                     let kern = GemvKernel::compile(&GemvShape::of(&w), &params, level).unwrap();
@@ -127,6 +127,56 @@ fn kernels_stay_inside_guarded_buffers() {
                         let got = unsafe { std::slice::from_raw_parts(out, m) };
                         assert_eq!(got, &want[..], "K={k} M={m} {layout:?} {level} {params:?}");
                     }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn prompt_kernels_stay_inside_guarded_buffers() {
+    let mut rng = ChaCha8Rng::seed_from_u64(10);
+    let levels = HostFeatures::detect().unwrap().supported_levels();
+    for (k, m, layout, tokens) in [
+        (128usize, 7usize, Layout::rows4(4), 3usize),
+        (384, 33, Layout::rows16(16), 4),
+        (1280, 65, Layout::rows16(32), 2),
+        (256, 19, Layout::rows4(8), 8),
+    ] {
+        let codes: Vec<u8> = (0..k * m).map(|_| rng.gen_range(0..3)).collect();
+        let qs: Vec<Vec<i8>> = (0..tokens)
+            .map(|_| (0..k).map(|_| rng.gen()).collect())
+            .collect();
+        let want: Vec<i32> = qs.iter().flat_map(|q| reference(&codes, q, k, m)).collect();
+        let w = RepackedMatrix::from_codes(&codes, k, m, 1.0, layout).unwrap();
+        let mut xb = ExpandedBatch::new(k, tokens);
+        for (t, q) in qs.iter().enumerate() {
+            xb.fill(t, q);
+        }
+        let xb_bytes: Vec<u8> = xb.as_slice().iter().map(|&v| v as u8).collect();
+        for at_end in [true, false] {
+            let mut gw = Guarded::new(w.bytes().len(), at_end);
+            gw.fill_from(w.bytes());
+            let mut gx = Guarded::new(xb_bytes.len(), at_end);
+            gx.fill_from(&xb_bytes);
+            let go = Guarded::new(4 * m * tokens, at_end);
+            for &level in &levels {
+                let params = GemvParams::prompt_default(tokens);
+                let kern = GemvKernel::compile(&GemvShape::of(&w), &params, level).unwrap();
+                for parts in [1, 2, 3] {
+                    let out = go.ptr.cast::<i32>();
+                    // SAFETY: 4·m·tokens bytes, 4-aligned.
+                    unsafe { std::ptr::write_bytes(out, 0xAB, m * tokens) };
+                    for g in split_groups(kern.groups(), parts) {
+                        let rows = kern.rows_of(g.clone());
+                        // SAFETY: buffers sized as `run_raw` requires for `tokens` rows.
+                        unsafe {
+                            kern.run_raw(gw.ptr, gx.ptr.cast::<i8>(), out.add(rows.start), g)
+                        };
+                    }
+                    // SAFETY: m·tokens initialized i32.
+                    let got = unsafe { std::slice::from_raw_parts(out, m * tokens) };
+                    assert_eq!(got, &want[..], "K={k} M={m} {layout:?} {level} T={tokens}");
                 }
             }
         }

@@ -11,6 +11,10 @@
 //! `out[(g − g_begin)·R + r]` for every row of those groups that is below M (the padding rows of
 //! a partial last group are never written). K and M are compile-time constants.
 //!
+//! With [`GemvParams::tokens`] = T > 1 the same function is a token-blocked GEMM for prompts:
+//! `xq` points at T expanded rows `4·K` bytes apart (an [`ExpandedBatch`]) and token t's results
+//! go `t·M` values after token 0's, so each weight load and code mask serves T dot products.
+//!
 //! Structure: the full groups of the range are split into `streams` equal, far-apart runs;
 //! each outer iteration takes one group from each run (so `streams` independent memory streams
 //! are in flight), runs over K with `unroll` 16-column chunks per inner iteration, keeping one
@@ -32,7 +36,7 @@ use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 
 use super::isa::{IsaLevel, Target, TargetInfo};
 use super::jit::{compile_to_code, listing_uses, JitFunction};
-use super::repack::{ExpandedActivations, Layout, Pack, RepackedMatrix};
+use super::repack::{ExpandedActivations, ExpandedBatch, Layout, Pack, RepackedMatrix};
 use crate::CodegenError;
 
 /// How the 4-way u8×i8 dot-accumulate is written in the IR.
@@ -85,6 +89,9 @@ pub struct GemvParams {
     pub unroll: usize,
     /// Dot-product form; `None` picks [`DotForm::for_target`].
     pub dot: Option<DotForm>,
+    /// Tokens per call, 1..=8: with more than one, every weight load and code mask is shared by
+    /// that many activation rows (prompt GEMM). See [`ExpandedBatch`] for the input layout.
+    pub tokens: usize,
 }
 
 impl Default for GemvParams {
@@ -93,6 +100,21 @@ impl Default for GemvParams {
             streams: 8,
             unroll: 2,
             dot: None,
+            tokens: 1,
+        }
+    }
+}
+
+impl GemvParams {
+    /// The default parameters of the token-blocked prompt kernel (`tokens` rows per call):
+    /// fewer streams, so that the `streams · tokens · R/4` accumulators stay near the register
+    /// file.
+    pub fn prompt_default(tokens: usize) -> GemvParams {
+        GemvParams {
+            streams: if tokens >= 4 { 1 } else { 2 },
+            unroll: 2,
+            dot: None,
+            tokens,
         }
     }
 }
@@ -157,9 +179,18 @@ fn check_params(shape: &GemvShape, p: &GemvParams) -> Result<usize, CodegenError
             shape.k, shape.m
         )));
     }
-    if !(1..=16).contains(&p.streams) || !(1..=32).contains(&p.unroll) {
+    if !(1..=16).contains(&p.streams)
+        || !(1..=32).contains(&p.unroll)
+        || !(1..=MAX_TOKENS).contains(&p.tokens)
+    {
         return Err(CodegenError::Unsupported(format!(
-            "GEMV params {p:?}: streams must be 1..=16, unroll 1..=32"
+            "GEMV params {p:?}: streams must be 1..=16, unroll 1..=32, tokens 1..={MAX_TOKENS}"
+        )));
+    }
+    if p.tokens * 4 * shape.k.max(shape.m) >= i32::MAX as usize / 2 {
+        return Err(CodegenError::Unsupported(format!(
+            "GEMV K = {}, M = {} with {} tokens: offsets exceed 32 bits",
+            shape.k, shape.m, p.tokens
         )));
     }
     let chunks = shape.k / shape.layout.pack.cols();
@@ -169,10 +200,15 @@ fn check_params(shape: &GemvShape, p: &GemvParams) -> Result<usize, CodegenError
         .unwrap_or(1))
 }
 
+/// The most tokens one kernel call may take.
+pub const MAX_TOKENS: usize = 8;
+
 /// IR emitter state shared by the loops of one function.
 struct Emitter {
     k: usize,
     r: usize,
+    /// Tokens per call (activation rows `4·K` bytes apart).
+    tokens: usize,
     layout: Layout,
     unroll: usize,
     dot: DotForm,
@@ -242,13 +278,16 @@ impl Emitter {
     }
 
     /// Emits the full-K loop for the groups whose weight bases are `bases` (one per stream);
-    /// returns the `bases.len() · R/4` accumulators (stream-major; accumulator `j` of a stream
-    /// holds rows `4j..4j+4` of its group) in the block after the loop, which is left as the
-    /// current block.
+    /// returns the `bases.len() · tokens · R/4` accumulators (index `(s·tokens + t)·R/4 + j`
+    /// holds rows `4j..4j+4` of stream `s`'s group for token `t`) in the block after the loop,
+    /// which is left as the current block.
     fn k_loop(&self, b: &mut FunctionBuilder, bases: &[Value]) -> Vec<Value> {
-        let nq = self.r / 4; // accumulators (4-row quads) per stream
+        let nq = self.r / 4; // accumulators (4-row quads) per stream and token
+        let nt = self.tokens;
         let nsv = self.layout.subvectors();
-        let nacc = bases.len() * nq;
+        let nacc = bases.len() * nt * nq;
+        // Byte distance between the expanded rows of consecutive tokens.
+        let row_bytes = 4 * self.k;
         let cols = self.layout.pack.cols();
         let zero = b.ins().iconst(types::I32, 0);
         let zero = b.ins().splat(types::I32X4, zero);
@@ -278,9 +317,11 @@ impl Emitter {
         for u in 0..self.unroll {
             match self.layout.pack {
                 Pack::Rows4Cols16 => {
-                    let acts: Vec<Value> = (0..4)
-                        .map(|f| {
-                            let off = (u * act_bytes + f * 16) as i32;
+                    // acts[t·4 + f]
+                    let acts: Vec<Value> = (0..nt * 4)
+                        .map(|i| {
+                            let (t, f) = (i / 4, i % 4);
+                            let off = (t * row_bytes + u * act_bytes + f * 16) as i32;
                             b.ins().load(types::I8X16, LOAD, xbase, off)
                         })
                         .collect();
@@ -288,7 +329,7 @@ impl Emitter {
                         for sv in 0..nsv {
                             let off = (u * chunk_bytes + sv * 16) as i32;
                             let wv = b.ins().load(types::I32X4, LOAD, wp, off);
-                            for (f, &q) in acts.iter().enumerate() {
+                            for f in 0..4 {
                                 let sh = if f == 0 {
                                     wv
                                 } else {
@@ -296,16 +337,21 @@ impl Emitter {
                                 };
                                 let c32 = b.ins().band(sh, self.masks[0]);
                                 let c = b.ins().bitcast(types::I8X16, le, c32);
-                                let a = &mut accs[s * nq + sv];
-                                *a = self.dot(b, *a, q, c);
+                                for t in 0..nt {
+                                    let a = &mut accs[(s * nt + t) * nq + sv];
+                                    *a = self.dot(b, *a, acts[t * 4 + f], c);
+                                }
                             }
                         }
                     }
                 }
                 Pack::Rows16Cols4 => {
-                    let q = b
-                        .ins()
-                        .load(types::I8X16, LOAD, xbase, (u * act_bytes) as i32);
+                    let qs: Vec<Value> = (0..nt)
+                        .map(|t| {
+                            let off = (t * row_bytes + u * act_bytes) as i32;
+                            b.ins().load(types::I8X16, LOAD, xbase, off)
+                        })
+                        .collect();
                     for (s, &wp) in wptrs.iter().enumerate() {
                         for sv in 0..nsv {
                             let off = (u * chunk_bytes + sv * 16) as i32;
@@ -319,8 +365,10 @@ impl Emitter {
                                 };
                                 let c32 = b.ins().band(sh, self.masks[mask]);
                                 let c = b.ins().bitcast(types::I8X16, le, c32);
-                                let a = &mut accs[s * nq + sv * 4 + f];
-                                *a = self.dot(b, *a, q, c);
+                                for (t, &q) in qs.iter().enumerate() {
+                                    let a = &mut accs[(s * nt + t) * nq + sv * 4 + f];
+                                    *a = self.dot(b, *a, q, c);
+                                }
                             }
                         }
                     }
@@ -424,6 +472,7 @@ pub fn build_function(
     let em = Emitter {
         k,
         r,
+        tokens: params.tokens,
         layout: shape.layout,
         unroll,
         dot,
@@ -442,13 +491,17 @@ pub fn build_function(
     let n = b.ins().select(has, diff, zero);
     let per = b.ins().udiv_imm_u(n, s_count as i64);
 
-    // Stores the accumulators of group `g` (all rows real) at out + (g − gb)·R·4.
+    let nt = params.tokens;
+    // Stores the accumulators of group `g` (all rows real; `nt · R/4` of them, token-major) at
+    // out + (g − gb)·R·4, token t's rows M·4 bytes after token t − 1's.
     let store_group = |b: &mut FunctionBuilder, g: Value, accs: &[Value]| {
         let rel = b.ins().isub(g, gb);
         let off = b.ins().imul_imm_u(rel, (r * 4) as i64);
         let dst = b.ins().iadd(out, off);
-        for (j, &a) in accs.iter().enumerate() {
-            b.ins().store(STORE, a, dst, (j * 16) as i32);
+        let nq = r / 4;
+        for (i, &a) in accs.iter().enumerate() {
+            let (t, j) = (i / nq, i % nq);
+            b.ins().store(STORE, a, dst, (t * m * 4 + j * 16) as i32);
         }
     };
 
@@ -477,9 +530,9 @@ pub fn build_function(
         .collect();
     let bases: Vec<Value> = groups.iter().map(|&g| em.group_base(&mut b, g)).collect();
     let accs = em.k_loop(&mut b, &bases);
-    let nq = r / 4;
+    let per_stream = nt * r / 4;
     for (s, &g) in groups.iter().enumerate() {
-        store_group(&mut b, g, &accs[s * nq..(s + 1) * nq]);
+        store_group(&mut b, g, &accs[s * per_stream..(s + 1) * per_stream]);
     }
     let j2 = b.ins().iadd_imm_u(j, 1);
     b.ins().jump(outer, &[j2.into()]);
@@ -525,9 +578,13 @@ pub fn build_function(
         let rel = b.ins().isub(full_v, gb);
         let off = b.ins().imul_imm_u(rel, (r * 4) as i64);
         let dst = b.ins().iadd(out, off);
-        for row in 0..partial_rows {
-            let v = b.ins().extractlane(accs[row / 4], (row % 4) as u8);
-            b.ins().store(STORE, v, dst, (row * 4) as i32);
+        for t in 0..nt {
+            for row in 0..partial_rows {
+                let v = b
+                    .ins()
+                    .extractlane(accs[t * (r / 4) + row / 4], (row % 4) as u8);
+                b.ins().store(STORE, v, dst, ((t * m + row) * 4) as i32);
+            }
         }
         b.ins().jump(ret, &[]);
         b.switch_to_block(ret);
@@ -700,12 +757,73 @@ impl GemvKernel {
         Ok(())
     }
 
+    /// Tokens per call this kernel was built for.
+    pub fn tokens(&self) -> usize {
+        self.info.params.tokens
+    }
+
+    /// `out[t·M + m] = Σ_k code[m,k]·q_t[k]` for the rows of groups `groups` and every token t
+    /// of `xb` (which must hold exactly [`GemvKernel::tokens`] rows); `out.len()` = tokens·M and
+    /// only the rows [`GemvKernel::rows_of`]`(groups)` of each token are written.
+    pub fn run_batch(
+        &self,
+        w: &RepackedMatrix,
+        xb: &ExpandedBatch,
+        groups: Range<usize>,
+        out: &mut [i32],
+    ) -> Result<(), CodegenError> {
+        let s = &self.info.shape;
+        if GemvShape::of(w) != *s {
+            return Err(CodegenError::Shape(format!(
+                "kernel is for {s:?}, weights are {:?}",
+                GemvShape::of(w)
+            )));
+        }
+        if xb.k() != s.k || xb.tokens() != self.tokens() {
+            return Err(CodegenError::Shape(format!(
+                "kernel takes {} tokens of K = {}, batch has {} of K = {}",
+                self.tokens(),
+                s.k,
+                xb.tokens(),
+                xb.k()
+            )));
+        }
+        if groups.start > groups.end || groups.end > self.groups() {
+            return Err(CodegenError::Shape(format!(
+                "groups {groups:?} out of 0..{}",
+                self.groups()
+            )));
+        }
+        if out.len() != self.tokens() * s.m {
+            return Err(CodegenError::Shape(format!(
+                "out has {} values, {} tokens × M = {} needed",
+                out.len(),
+                self.tokens(),
+                self.tokens() * s.m
+            )));
+        }
+        let rows = self.rows_of(groups.clone());
+        // SAFETY: checked above: `w` holds every group, `xb` tokens·4·K bytes, `out` tokens·M
+        // values, of which token t's rows `rows` start at t·M + rows.start.
+        unsafe {
+            self.run_raw(
+                w.bytes().as_ptr(),
+                xb.as_slice().as_ptr(),
+                out.as_mut_ptr().add(rows.start),
+                groups,
+            )
+        };
+        Ok(())
+    }
+
     /// Calls the kernel on raw pointers.
     ///
     /// # Safety
     /// `w` must point at `groups.end · R·K/4` readable bytes laid out as a [`RepackedMatrix`] of
-    /// this shape, `xq` at `4·K` readable bytes of expanded activations, `out` at
-    /// `rows_of(groups).len()` writable i32, and `groups.start <= groups.end <= self.groups()`.
+    /// this shape, `xq` at `tokens·4·K` readable bytes of expanded activations (16-byte
+    /// aligned), `out` at `rows_of(groups).len()` writable i32 for token 0 and the same count
+    /// `t·M` values further on for each token t, and `groups.start <= groups.end <=
+    /// self.groups()`.
     pub unsafe fn run_raw(&self, w: *const u8, xq: *const i8, out: *mut i32, groups: Range<usize>) {
         unsafe { (self.func)(w, xq, out, groups.start, groups.end) }
     }

@@ -8,7 +8,7 @@ pub mod repack;
 
 pub use gemv::{
     compile_only, epilogue, split_groups, ternary_output, DotForm, GemvKernel, GemvParams,
-    GemvShape, KernelInfo,
+    GemvShape, KernelInfo, MAX_TOKENS,
 };
 pub use isa::{HostFeatures, IsaLevel, Target, TargetInfo};
-pub use repack::{ExpandedActivations, Layout, RepackedMatrix, RowScales};
+pub use repack::{ExpandedActivations, ExpandedBatch, Layout, RepackedMatrix, RowScales};

@@ -500,11 +500,7 @@ impl ExpandedActivations {
         let data: &mut [i8] = unsafe {
             std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<i8>(), self.len)
         };
-        for (dst, src) in data.chunks_exact_mut(16).zip(q.chunks_exact(4)) {
-            for rep in 0..4 {
-                dst[4 * rep..4 * rep + 4].copy_from_slice(src);
-            }
-        }
+        expand_into(data, q);
         self.sum = q.iter().map(|&v| i32::from(v)).sum();
     }
 
@@ -517,5 +513,83 @@ impl ExpandedActivations {
     pub fn as_slice(&self) -> &[i8] {
         // SAFETY: `lines` holds at least `len` initialized bytes.
         unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<i8>(), self.len) }
+    }
+}
+
+/// Writes each group of 4 values of `q` four times into `dst` (`4·q.len()` bytes).
+fn expand_into(dst: &mut [i8], q: &[i8]) {
+    for (d, src) in dst.chunks_exact_mut(16).zip(q.chunks_exact(4)) {
+        for rep in 0..4 {
+            d[4 * rep..4 * rep + 4].copy_from_slice(src);
+        }
+    }
+}
+
+/// The activation rows of several tokens for a token-blocked kernel: row t expanded like
+/// [`ExpandedActivations`] at byte `t·4·K` (64-byte aligned).
+#[derive(Clone)]
+pub struct ExpandedBatch {
+    lines: Vec<Line>,
+    k: usize,
+    tokens: usize,
+}
+
+impl std::fmt::Debug for ExpandedBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ExpandedBatch(K = {}, tokens = {})", self.k, self.tokens)
+    }
+}
+
+impl ExpandedBatch {
+    /// A zeroed batch of `tokens` rows of `k` values (`k` a multiple of 16).
+    ///
+    /// # Panics
+    /// If `k` is not a multiple of 16.
+    pub fn new(k: usize, tokens: usize) -> ExpandedBatch {
+        assert!(
+            k.is_multiple_of(16),
+            "batch row length must be a multiple of 16"
+        );
+        ExpandedBatch {
+            lines: vec![Line([0u8; 64]); tokens * 4 * k / 64],
+            k,
+            tokens,
+        }
+    }
+
+    /// Expands `q` (K values) into row `t`.
+    ///
+    /// # Panics
+    /// If `t` is out of range or `q.len() != K`.
+    pub fn fill(&mut self, t: usize, q: &[i8]) {
+        assert!(
+            t < self.tokens && q.len() == self.k,
+            "batch row {t} / length {}",
+            q.len()
+        );
+        let row = 4 * self.k;
+        // SAFETY: `lines` holds tokens·4·K bytes; i8 and u8 have the same layout.
+        let data: &mut [i8] = unsafe {
+            std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<i8>().add(t * row), row)
+        };
+        expand_into(data, q);
+    }
+
+    /// The row length K.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Number of token rows.
+    pub fn tokens(&self) -> usize {
+        self.tokens
+    }
+
+    /// The expanded bytes (`tokens·4·K`).
+    pub fn as_slice(&self) -> &[i8] {
+        // SAFETY: `lines` holds tokens·4·K initialized bytes.
+        unsafe {
+            std::slice::from_raw_parts(self.lines.as_ptr().cast::<i8>(), self.tokens * 4 * self.k)
+        }
     }
 }

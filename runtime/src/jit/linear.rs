@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use std::sync::Mutex;
 
-use bitnetc_codegen::cpu::{split_groups, ExpandedActivations, GemvKernel, Layout, RepackedMatrix};
+use bitnetc_codegen::cpu::{
+    split_groups, ExpandedActivations, ExpandedBatch, GemvKernel, Layout, RepackedMatrix,
+};
 use bitnetc_codegen::CodegenError;
 use bitnetc_ir::Weight;
 
@@ -20,8 +22,11 @@ pub enum LinearPlan {
     Generated {
         /// The repacked weight.
         matrix: RepackedMatrix,
-        /// The kernel for its shape.
+        /// The one-token (decode) kernel for its shape.
         kernel: Arc<GemvKernel>,
+        /// The token-blocked (prompt) kernel for its shape, if any: batches run through it
+        /// `prompt.tokens()` tokens at a time, the rest through `kernel`.
+        prompt: Option<Arc<GemvKernel>>,
     },
     /// The reference kernel, because the generator cannot take this weight.
     Fallback {
@@ -45,15 +50,30 @@ impl LinearPlan {
         out_scale: Option<f32>,
         pool: &WorkerPool,
     ) -> Result<Vec<f32>, RuntimeError> {
-        let (matrix, kernel) = match self {
-            LinearPlan::Generated { matrix, kernel } => (matrix, kernel),
+        let (matrix, kernel, prompt) = match self {
+            LinearPlan::Generated {
+                matrix,
+                kernel,
+                prompt,
+            } => (matrix, kernel, prompt),
             LinearPlan::Fallback { .. } => {
                 return ternary_linear(&TernaryMatrix::new(weight)?, x, out_scale)
             }
         };
         let m = matrix.m;
+        let mut y_all = vec![0.0f32; x.len() * m];
+        // Whole blocks of tokens through the prompt kernel, the rest one at a time.
+        let blocked = match prompt {
+            Some(p) if x.len() >= p.tokens() => {
+                let n = x.len() - x.len() % p.tokens();
+                run_blocks(p, matrix, &x[..n], out_scale, pool, &mut y_all[..n * m])?;
+                n
+            }
+            _ => 0,
+        };
+        let x = &x[blocked..];
+        let y = &mut y_all[blocked * m..];
         let parts = split_groups(kernel.groups(), pool.threads());
-        let mut y = vec![0.0f32; x.len() * m];
         let mut acc = vec![0i32; m];
         let mut xq = ExpandedActivations::with_len(matrix.k);
         let failure: Mutex<Option<CodegenError>> = Mutex::new(None);
@@ -84,8 +104,69 @@ impl LinearPlan {
                 return Err(e.into());
             }
         }
-        Ok(y)
+        Ok(y_all)
     }
+}
+
+/// `y` (`[x.len() × M]`) through the token-blocked kernel, `x.len()` a multiple of its tokens:
+/// per block, each part of the row groups runs the kernel and applies the epilogue to its rows
+/// of every token.
+fn run_blocks(
+    kernel: &GemvKernel,
+    matrix: &RepackedMatrix,
+    x: &[QuantizedRow],
+    out_scale: Option<f32>,
+    pool: &WorkerPool,
+    y: &mut [f32],
+) -> Result<(), RuntimeError> {
+    let (m, nt) = (matrix.m, kernel.tokens());
+    let parts = split_groups(kernel.groups(), pool.threads());
+    let mut acc = vec![0i32; nt * m];
+    let mut xb = ExpandedBatch::new(matrix.k, nt);
+    for (rows_in, y_block) in x.chunks_exact(nt).zip(y.chunks_exact_mut(nt * m)) {
+        for (t, row) in rows_in.iter().enumerate() {
+            if row.q.len() != matrix.k {
+                return Err(CodegenError::Shape(format!(
+                    "activation row has {} values, K = {}",
+                    row.q.len(),
+                    matrix.k
+                ))
+                .into());
+            }
+            xb.fill(t, &row.q);
+        }
+        let acc_parts = DisjointParts::new(&mut acc);
+        let y_parts = DisjointParts::new(y_block);
+        let xb = &xb;
+        pool.run(&|i| {
+            let Some(groups) = parts.get(i) else { return };
+            let rows = kernel.rows_of(groups.clone());
+            // SAFETY: `acc` holds nt·M values and `xb` nt rows of K (checked above); part i
+            // writes rows `rows` of every token, disjoint from every other part's rows.
+            unsafe {
+                let base = acc_parts.ptr();
+                kernel.run_raw(
+                    matrix.bytes().as_ptr(),
+                    xb.as_slice().as_ptr(),
+                    base.add(rows.start),
+                    groups.clone(),
+                );
+            }
+            for (t, row) in rows_in.iter().enumerate() {
+                let span = t * m + rows.start..t * m + rows.end;
+                // SAFETY: token t's rows of this part: disjoint from every other part's.
+                let (acc, y) = unsafe { (acc_parts.slice(span.clone()), y_parts.slice(span)) };
+                for ((o, &a), r) in y.iter_mut().zip(acc.iter()).zip(rows.clone()) {
+                    let v = ((a as f32 - row.sum as f32) / row.scale) * matrix.scales.get(r);
+                    *o = match out_scale {
+                        Some(s) => v * s,
+                        None => v,
+                    };
+                }
+            }
+        });
+    }
+    Ok(())
 }
 
 /// A mutable slice handed out in disjoint ranges to the parts of a pool job.
@@ -105,6 +186,11 @@ impl<T> DisjointParts<T> {
         }
     }
 
+    /// The first element's address.
+    pub(crate) fn ptr(&self) -> *mut T {
+        self.ptr
+    }
+
     /// The elements `range`.
     ///
     /// # Safety
@@ -117,17 +203,22 @@ impl<T> DisjointParts<T> {
     }
 }
 
-/// The name of a generated GEMV kernel: `jit.gemv.<isa>.<K>x<M>.<layout>`.
+/// The name of a generated kernel: `jit.gemv.<isa>.<K>x<M>.<layout>` for one token,
+/// `jit.gemm.<isa>.<K>x<M>.<layout>.t<T>` for the token-blocked prompt kernel.
 pub fn kernel_name(kernel: &GemvKernel) -> String {
     let info = kernel.info();
     let s = &info.shape;
-    format!(
-        "jit.gemv.{}.{}x{}.{}",
+    let base = format!(
+        "{}.{}x{}.{}",
         isa_tag(&info.target, info.vnni),
         s.k,
         s.m,
         layout_tag(&s.layout)
-    )
+    );
+    match info.params.tokens {
+        1 => format!("jit.gemv.{base}"),
+        t => format!("jit.gemm.{base}.t{t}"),
+    }
 }
 
 /// A short tag for the features a kernel was compiled with: `avx512vnni`, `avx2`, `sse4`, ...

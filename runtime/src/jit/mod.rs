@@ -38,6 +38,9 @@ pub struct JitOptions {
     pub layout: Layout,
     /// Code-shape parameters of the GEMV kernels.
     pub gemv: GemvParams,
+    /// Code-shape parameters of the token-blocked prompt kernels (`tokens` = 1: none; prompts
+    /// then run one GEMV per token).
+    pub prompt: GemvParams,
 }
 
 impl Default for JitOptions {
@@ -47,6 +50,7 @@ impl Default for JitOptions {
             isa: IsaLevel::Native,
             layout: Layout::default(),
             gemv: GemvParams::default(),
+            prompt: GemvParams::prompt_default(4),
         }
     }
 }
@@ -89,8 +93,10 @@ pub struct KernelReport {
 pub struct CompiledKernel {
     /// Kernel name.
     pub name: String,
-    /// The compiled GEMV.
+    /// The compiled GEMV (one token) or token-blocked GEMM (prompt).
     pub kernel: Arc<GemvKernel>,
+    /// Graph nodes that run it.
+    pub uses: usize,
 }
 
 /// Executes a graph with JIT-compiled kernels.
@@ -115,7 +121,7 @@ impl JitBackend {
         let threads = opts.threads.max(1);
         let pool = thread_pool(threads)?;
         let target = Target::host(opts.isa)?;
-        let mut by_shape: HashMap<GemvShape, Arc<GemvKernel>> = HashMap::new();
+        let mut by_shape: HashMap<(GemvShape, usize), usize> = HashMap::new();
         let mut kernels = Vec::new();
         let mut linears: Vec<Option<LinearPlan>> = (0..graph.nodes.len()).map(|_| None).collect();
         let mut compile_time = Duration::ZERO;
@@ -142,21 +148,36 @@ impl JitBackend {
             let plan = match plan {
                 Ok(matrix) => {
                     let shape = GemvShape::of(&matrix);
-                    let kernel = match by_shape.get(&shape) {
-                        Some(k) => k.clone(),
-                        None => {
-                            let t0 = Instant::now();
-                            let k = Arc::new(GemvKernel::compile_for(&shape, &opts.gemv, &target)?);
-                            compile_time += t0.elapsed();
-                            kernels.push(CompiledKernel {
-                                name: linear::kernel_name(&k),
-                                kernel: k.clone(),
-                            });
-                            by_shape.insert(shape, k.clone());
-                            k
+                    // The kernel for `shape` with `params`, compiled once per shape.
+                    let mut get = |params: &GemvParams| -> Result<Arc<GemvKernel>, RuntimeError> {
+                        let key = (shape, params.tokens);
+                        if let Some(&at) = by_shape.get(&key) {
+                            let c: &mut CompiledKernel = &mut kernels[at];
+                            c.uses += 1;
+                            return Ok(c.kernel.clone());
                         }
+                        let t0 = Instant::now();
+                        let k = Arc::new(GemvKernel::compile_for(&shape, params, &target)?);
+                        compile_time += t0.elapsed();
+                        by_shape.insert(key, kernels.len());
+                        kernels.push(CompiledKernel {
+                            name: linear::kernel_name(&k),
+                            kernel: k.clone(),
+                            uses: 1,
+                        });
+                        Ok(k)
                     };
-                    LinearPlan::Generated { matrix, kernel }
+                    let kernel = get(&opts.gemv)?;
+                    let prompt = if opts.prompt.tokens > 1 {
+                        Some(get(&opts.prompt)?)
+                    } else {
+                        None
+                    };
+                    LinearPlan::Generated {
+                        matrix,
+                        kernel,
+                        prompt,
+                    }
                 }
                 Err(reason) => LinearPlan::Fallback { reason },
             };
@@ -207,12 +228,17 @@ impl JitBackend {
                 let info = c.kernel.info();
                 KernelReport {
                     name: c.name.clone(),
-                    op: "ternary_linear",
+                    op: if info.params.tokens > 1 {
+                        "ternary_linear_prompt"
+                    } else {
+                        "ternary_linear"
+                    },
                     shape: format!("K={} M={}", info.shape.k, info.shape.m),
                     layout: format!(
-                        "{:?} x{} rows/group, streams {}, unroll {}, {:?}",
+                        "{:?} x{} rows/group, {} token(s), streams {}, unroll {}, {:?}",
                         info.shape.layout.pack,
                         info.shape.layout.rows_per_group,
+                        info.params.tokens,
                         info.params.streams,
                         info.unroll,
                         info.dot
@@ -220,7 +246,7 @@ impl JitBackend {
                     features: info.target.enabled.clone(),
                     code_bytes: info.code.len(),
                     compile_time: info.compile_time,
-                    uses: uses(&c.name),
+                    uses: c.uses,
                     listing: info.vcode.clone(),
                 }
             })
