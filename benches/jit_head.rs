@@ -7,10 +7,10 @@
 
 use std::hint::black_box;
 
+use bitnetc_codegen::cpu::WorkerPool;
 use bitnetc_codegen::cpu::{IsaLevel, Target};
 use bitnetc_ir::{DType, Weight, WeightBytes};
 use bitnetc_runtime::jit::head::HeadPlan;
-use bitnetc_runtime::jit::pool::WorkerPool;
 use bitnetc_runtime::reference::output_head;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use half::f16;
@@ -45,7 +45,10 @@ fn head(c: &mut Criterion) {
         let x: Vec<f32> = (0..k)
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
             .collect();
-        let (plan, _) = HeadPlan::build(&table, &target).expect("head kernel");
+        let (plan, _) = HeadPlan::build(&table, &target, |_| {
+            (Default::default(), bitnetc_tune::ParamSource::Default)
+        })
+        .expect("head kernel");
         // The two must agree before either is timed.
         assert_eq!(
             plan.run(&table, &[&x], &WorkerPool::new(2).unwrap())

@@ -1,6 +1,7 @@
 //! Loading a model and generating tokens with it.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -9,6 +10,7 @@ use bitnetc_models::{LoadOptions, Model};
 use bitnetc_runtime::{
     JitBackend, JitOptions, LogitsFor, ReferenceBackend, Sampler, SamplerConfig, Session,
 };
+use bitnetc_tune::{HostFingerprint, TuneCache};
 use serde::Serialize;
 
 /// Which executor runs the model.
@@ -32,6 +34,41 @@ pub struct EngineOptions {
     pub backend: BackendKind,
     /// Instruction-set level of generated kernels (JIT backend; never above the host's).
     pub isa: IsaLevel,
+    /// Where the JIT backend looks for tuned kernel parameters.
+    pub tuning: TuningSource,
+}
+
+/// Where tuned kernel parameters come from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum TuningSource {
+    /// The tune cache in the default folder (`$XDG_CACHE_HOME/bitnetc`).
+    #[default]
+    DefaultDir,
+    /// The tune cache in this folder.
+    Dir(PathBuf),
+    /// None: every kernel uses its heuristic default.
+    Off,
+}
+
+impl TuningSource {
+    /// The tune cache of this host, if any folder applies; problems with its file are printed
+    /// as one-line warnings on stderr and the file is ignored.
+    pub fn open(&self) -> anyhow::Result<Option<TuneCache>> {
+        let dir = match self {
+            TuningSource::Off => return Ok(None),
+            TuningSource::Dir(d) => d.clone(),
+            TuningSource::DefaultDir => match TuneCache::default_dir() {
+                Some(d) => d,
+                None => return Ok(None),
+            },
+        };
+        let host = HostFingerprint::detect().context("detecting the host for the tune cache")?;
+        let (cache, warnings) = TuneCache::open(&dir, host);
+        for w in warnings {
+            eprintln!("{w}");
+        }
+        Ok(Some(cache))
+    }
 }
 
 impl Default for EngineOptions {
@@ -41,6 +78,7 @@ impl Default for EngineOptions {
             load: LoadOptions::default(),
             backend: BackendKind::Jit,
             isa: IsaLevel::Native,
+            tuning: TuningSource::DefaultDir,
         }
     }
 }
@@ -156,6 +194,7 @@ impl Engine {
                 let jit = JitOptions {
                     threads,
                     isa: opts.isa,
+                    tuning: opts.tuning.open()?.map(Arc::new),
                     ..JitOptions::default()
                 };
                 Backend::Jit(

@@ -19,6 +19,8 @@ pub mod engine;
 pub use bitnetc_ir as ir;
 pub use bitnetc_models as models;
 pub use bitnetc_runtime as runtime;
+pub use bitnetc_tune as tune;
 pub use engine::{
     BackendKind, Engine, EngineOptions, GenerateRequest, GenerateResult, KernelUse, Timings,
+    TuningSource,
 };

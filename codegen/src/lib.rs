@@ -3,7 +3,10 @@
 //!
 //! * [`cpu::isa`]: host detection and targets limited to an [`cpu::IsaLevel`].
 //! * [`cpu::repack`]: ternary weights repacked into the layout the kernels read.
-//! * [`cpu::gemv`]: the decode (one token) ternary × int8 GEMV generator.
+//! * [`cpu::gemv`]: the ternary × int8 GEMV generator (one token for decode, or a block of
+//!   tokens for prompts).
+//! * [`cpu::head`]: the F16/BF16 output-head generator.
+//! * [`cpu::pool`]: the persistent worker pool the kernels run on.
 
 pub mod cpu;
 
@@ -30,4 +33,12 @@ pub enum CodegenError {
     /// Buffers or shapes that do not match the kernel.
     #[error("shape: {0}")]
     Shape(String),
+    /// Worker threads could not be started.
+    #[error("cannot start {threads} worker threads: {problem}")]
+    Threads {
+        /// Threads asked for.
+        threads: usize,
+        /// The operating system's answer.
+        problem: String,
+    },
 }

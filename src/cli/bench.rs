@@ -107,6 +107,9 @@ pub struct BenchArgs {
     /// Force the BPE pre-tokenizer split.
     #[arg(long, value_enum)]
     pub pre_tokenizer: Option<PreSplitChoice>,
+    /// Folder of the tune cache (default: $XDG_CACHE_HOME/bitnetc); see `bitnetc tune`.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
     /// Write the receipt (JSON) here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -187,6 +190,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
             isa: a.isa,
             activation: a.activation,
             pre_tokenizer: a.pre_tokenizer,
+            cache_dir: a.cache_dir.clone(),
         };
         bar.set_message(format!("loading (t={t})"));
         let engine = Engine::load(&a.model, &margs.engine_options())?;

@@ -29,6 +29,13 @@ pub struct InspectArgs {
     /// With --kernels: instruction-set level to generate for (never above this CPU's).
     #[arg(long, value_enum, default_value_t = IsaChoice::Native)]
     pub isa: IsaChoice,
+    /// With --kernels: threads the kernels are built for (tuned parameters are per thread
+    /// count; default: all cores, as `run` uses).
+    #[arg(short = 't', long, default_value_t = 0)]
+    pub threads: usize,
+    /// With --kernels: folder of the tune cache (default: $XDG_CACHE_HOME/bitnetc).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
 }
 
 pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
@@ -104,11 +111,12 @@ pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
 fn kernels(a: &InspectArgs) -> anyhow::Result<()> {
     let margs = ModelArgs {
         model: a.model.clone(),
-        threads: 1,
+        threads: a.threads,
         backend: BackendChoice::Jit,
         isa: a.isa,
         activation: None,
         pre_tokenizer: None,
+        cache_dir: a.cache_dir.clone(),
     };
     let engine = bitnetc::Engine::load(&a.model, &margs.engine_options())?;
     let jit = engine.jit().expect("the JIT backend was asked for");
@@ -123,6 +131,7 @@ fn kernels(a: &InspectArgs) -> anyhow::Result<()> {
                 "name": r.name, "op": r.op, "shape": r.shape, "layout": r.layout,
                 "features": r.features, "code_bytes": r.code_bytes,
                 "compile_ms": r.compile_time.as_secs_f64() * 1e3, "uses": r.uses,
+                "params": r.params.name(),
                 "asm": if a.asm { r.listing.clone() } else { None },
             })).collect::<Vec<_>>(),
             "ops": uses,
@@ -145,7 +154,12 @@ fn kernels(a: &InspectArgs) -> anyhow::Result<()> {
             "  op {}  shape {}  used by {} nodes",
             r.op, r.shape, r.uses
         )?;
-        writeln!(o, "  layout {}", r.layout)?;
+        writeln!(
+            o,
+            "  layout {}  (parameters: {})",
+            r.layout,
+            r.params.name()
+        )?;
         writeln!(
             o,
             "  code {} bytes, compiled in {:.2} ms",

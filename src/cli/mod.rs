@@ -6,10 +6,11 @@ mod gen_model;
 mod inspect;
 mod perplexity;
 mod run;
+mod tune;
 
 use std::path::PathBuf;
 
-use bitnetc::{BackendKind, EngineOptions};
+use bitnetc::{BackendKind, EngineOptions, TuningSource};
 use bitnetc_codegen::cpu::IsaLevel;
 use bitnetc_ir::Activation;
 use bitnetc_models::tokenizer::PreSplit;
@@ -44,6 +45,8 @@ enum Command {
     BenchReport(bench::BenchReportArgs),
     /// Perplexity of a text file, computed as llama.cpp's perplexity tool does.
     Perplexity(perplexity::PerplexityArgs),
+    /// Measure kernel variants for a model on this host and cache the fastest.
+    Tune(tune::TuneArgs),
 }
 
 /// Options shared by every command that loads a model.
@@ -67,6 +70,17 @@ pub struct ModelArgs {
     /// Force the BPE pre-tokenizer split instead of the file's `tokenizer.ggml.pre`.
     #[arg(long, value_enum)]
     pub pre_tokenizer: Option<PreSplitChoice>,
+    /// Folder of the tune cache (default: $XDG_CACHE_HOME/bitnetc); see `bitnetc tune`.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+}
+
+/// The tuning source for an optional `--cache-dir`.
+pub fn tuning_source(cache_dir: &Option<PathBuf>) -> TuningSource {
+    match cache_dir {
+        Some(d) => TuningSource::Dir(d.clone()),
+        None => TuningSource::DefaultDir,
+    }
 }
 
 /// Backends.
@@ -124,6 +138,7 @@ impl ModelArgs {
                 IsaChoice::Avx2 => IsaLevel::Avx2,
                 IsaChoice::Sse4 => IsaLevel::Sse41,
             },
+            tuning: tuning_source(&self.cache_dir),
             load: LoadOptions {
                 activation: self.activation.map(|a| match a {
                     ActivationChoice::Relu2 => Activation::Relu2,
@@ -173,6 +188,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::BenchCompare(a) => bench::bench_compare(a),
         Command::BenchReport(a) => bench::bench_report(a),
         Command::Perplexity(a) => perplexity::perplexity(a),
+        Command::Tune(a) => tune::tune(a),
     }
 }
 

@@ -102,6 +102,7 @@ impl RunArgs {
                 isa: IsaChoice::Native,
                 activation: None,
                 pre_tokenizer: None,
+                cache_dir: None,
             },
             sampling: SamplingArgs {
                 temp: 0.0,

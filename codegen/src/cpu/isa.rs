@@ -244,6 +244,32 @@ impl TargetInfo {
         self.triple.starts_with("aarch64")
     }
 
+    /// A short tag for the features code is compiled with: `avx512vnni`, `avx2`, `sse4`,
+    /// `neon-dotprod`, ...
+    pub fn tag(&self) -> String {
+        if self.is_aarch64() {
+            return match (self.has("has_dotprod"), self.has("has_i8mm")) {
+                (true, true) => "neon-dotprod-i8mm".into(),
+                (true, false) => "neon-dotprod".into(),
+                (false, true) => "neon-i8mm".into(),
+                (false, false) => "neon".into(),
+            };
+        }
+        let base = if self.has("has_avx512f") {
+            "avx512"
+        } else if self.has("has_avx2") {
+            "avx2"
+        } else if self.has("has_sse41") {
+            "sse4"
+        } else {
+            "base"
+        };
+        match self.vnni() {
+            Some(_) => format!("{base}vnni"),
+            None => base.to_string(),
+        }
+    }
+
     /// Which VNNI form (if any) a u8×i8 dot tree folds into: `avx_vnni` (VEX `vpdpbusd`),
     /// `avx512vnni` (EVEX `vpdpbusd`), or `None`.
     pub fn vnni(&self) -> Option<&'static str> {

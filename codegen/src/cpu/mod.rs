@@ -4,6 +4,7 @@ pub mod gemv;
 pub mod head;
 pub mod isa;
 pub mod jit;
+pub mod pool;
 pub mod repack;
 
 pub use gemv::{
@@ -11,4 +12,5 @@ pub use gemv::{
     GemvShape, KernelInfo, MAX_TOKENS,
 };
 pub use isa::{HostFeatures, IsaLevel, Target, TargetInfo};
+pub use pool::WorkerPool;
 pub use repack::{ExpandedActivations, ExpandedBatch, Layout, RepackedMatrix, RowScales};

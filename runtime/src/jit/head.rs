@@ -15,15 +15,17 @@ use bitnetc_codegen::cpu::split_groups;
 use rayon::prelude::*;
 
 use super::linear::DisjointParts;
-use super::pool::WorkerPool;
+use bitnetc_codegen::cpu::WorkerPool;
+
+use bitnetc_tune::ParamSource;
 
 use crate::error::RuntimeError;
 use crate::reference::output_head;
 
 /// How the output head runs.
 pub enum HeadPlan {
-    /// The generated kernel.
-    Generated(Arc<HeadKernel>),
+    /// The generated kernel, and where its parameters came from.
+    Generated(Arc<HeadKernel>, ParamSource),
     /// The reference head, because no generated kernel takes this table.
     Fallback {
         /// Why.
@@ -32,9 +34,13 @@ pub enum HeadPlan {
 }
 
 impl HeadPlan {
-    /// Compiles the head kernel for `table`, or explains why there is none; also returns the
-    /// time spent compiling.
-    pub fn build(table: &Weight, target: &Target) -> Result<(HeadPlan, Duration), CodegenError> {
+    /// Compiles the head kernel for `table` with the parameters `params_for` gives its shape,
+    /// or explains why there is none; also returns the time spent compiling.
+    pub fn build(
+        table: &Weight,
+        target: &Target,
+        params_for: impl Fn(&HeadShape) -> (HeadParams, ParamSource),
+    ) -> Result<(HeadPlan, Duration), CodegenError> {
         let (k, rows) = (table.dims[0] as usize, table.dims[1] as usize);
         let bytes = table.data.bytes();
         let finite = match table.dtype {
@@ -51,8 +57,9 @@ impl HeadPlan {
         }
         let shape = HeadShape { k, rows, format };
         let t0 = Instant::now();
-        let kernel = HeadKernel::compile_for(&shape, &HeadParams::default(), target)?;
-        Ok((HeadPlan::Generated(Arc::new(kernel)), t0.elapsed()))
+        let (params, source) = params_for(&shape);
+        let kernel = HeadKernel::compile_for(&shape, &params, target)?;
+        Ok((HeadPlan::Generated(Arc::new(kernel), source), t0.elapsed()))
     }
 
     /// Logits (`[xs.len() × rows]`) for each row of `xs`, the vocabulary split into one
@@ -64,7 +71,7 @@ impl HeadPlan {
         pool: &WorkerPool,
     ) -> Result<Vec<f32>, RuntimeError> {
         let kernel = match self {
-            HeadPlan::Generated(k) => k,
+            HeadPlan::Generated(k, _) => k,
             HeadPlan::Fallback { .. } => return output_head(table, xs),
         };
         let rows = kernel.info().shape.rows;

@@ -10,11 +10,11 @@ use bitnetc_codegen::cpu::{
 use bitnetc_codegen::CodegenError;
 use bitnetc_ir::Weight;
 
-use super::pool::WorkerPool;
 use crate::error::RuntimeError;
 use crate::reference::numerics::QuantizedRow;
 use crate::reference::ternary_linear;
 use crate::reference::weights::TernaryMatrix;
+use bitnetc_codegen::cpu::WorkerPool;
 
 /// How one ternary linear op runs.
 pub enum LinearPlan {
@@ -221,20 +221,13 @@ pub fn kernel_name(kernel: &GemvKernel) -> String {
     }
 }
 
-/// A short tag for the features a kernel was compiled with: `avx512vnni`, `avx2`, `sse4`, ...
+/// A short tag for the features a kernel was compiled with (`avx512vnni`, `avx2`, `sse4`, ...);
+/// `vnni = None` drops the VNNI suffix for kernels that do not use it.
 pub fn isa_tag(t: &bitnetc_codegen::cpu::TargetInfo, vnni: Option<&str>) -> String {
-    let base = if t.has("has_avx512f") {
-        "avx512"
-    } else if t.has("has_avx2") {
-        "avx2"
-    } else if t.has("has_sse41") {
-        "sse4"
-    } else {
-        "base"
-    };
+    let tag = t.tag();
     match vnni {
-        Some(_) => format!("{base}vnni"),
-        None => base.to_string(),
+        Some(_) => tag,
+        None => tag.trim_end_matches("vnni").to_string(),
     }
 }
 

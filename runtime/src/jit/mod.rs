@@ -10,7 +10,6 @@
 
 pub mod head;
 pub mod linear;
-pub mod pool;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,14 +17,15 @@ use std::time::{Duration, Instant};
 
 use bitnetc_codegen::cpu::{GemvKernel, GemvParams, GemvShape, IsaLevel, Layout, Target};
 use bitnetc_ir::{Graph, Op, Weight};
+use bitnetc_tune::{KernelKey, KernelKind, ParamSource, TuneCache};
 
 use crate::error::RuntimeError;
 use crate::exec::{execute, forward_checked, last_uses, LogitsFor, OpKernels, Session};
 use crate::reference::numerics::QuantizedRow;
 use crate::reference::{reference_kernel_name, thread_pool};
+use bitnetc_codegen::cpu::WorkerPool;
 use head::HeadPlan;
 use linear::LinearPlan;
-use pool::WorkerPool;
 
 /// How the JIT backend builds its kernels.
 #[derive(Clone, Debug)]
@@ -41,6 +41,9 @@ pub struct JitOptions {
     /// Code-shape parameters of the token-blocked prompt kernels (`tokens` = 1: none; prompts
     /// then run one GEMV per token).
     pub prompt: GemvParams,
+    /// Tuned parameters; a kernel with an entry here uses it instead of `layout`, `gemv`,
+    /// `prompt` or the head default.
+    pub tuning: Option<Arc<TuneCache>>,
 }
 
 impl Default for JitOptions {
@@ -51,6 +54,7 @@ impl Default for JitOptions {
             layout: Layout::default(),
             gemv: GemvParams::default(),
             prompt: GemvParams::prompt_default(4),
+            tuning: None,
         }
     }
 }
@@ -87,6 +91,8 @@ pub struct KernelReport {
     pub uses: usize,
     /// Cranelift's listing of the machine instructions.
     pub listing: Option<String>,
+    /// Where its parameters came from (the tune cache or the default).
+    pub params: ParamSource,
 }
 
 /// A compiled kernel and what it is for (for `inspect --kernels`).
@@ -97,6 +103,57 @@ pub struct CompiledKernel {
     pub kernel: Arc<GemvKernel>,
     /// Graph nodes that run it.
     pub uses: usize,
+    /// Where its parameters came from.
+    pub source: ParamSource,
+}
+
+/// Looks up tuned parameters for the kernels of one backend.
+struct Tuned<'a> {
+    cache: Option<&'a TuneCache>,
+    isa: String,
+    threads: usize,
+}
+
+impl Tuned<'_> {
+    fn key(&self, kind: KernelKind, k: usize, m: usize, format: &str) -> KernelKey {
+        KernelKey {
+            kind,
+            isa: self.isa.clone(),
+            k,
+            m,
+            format: format.to_string(),
+            threads: self.threads,
+        }
+    }
+
+    fn get(&self, key: &KernelKey) -> Option<bitnetc_tune::TunedParams> {
+        self.cache?.get(key).map(|e| e.params)
+    }
+
+    /// Layout and parameters of the one-token GEMV of `K × M`.
+    fn gemv(&self, k: usize, m: usize, opts: &JitOptions) -> (Layout, GemvParams, ParamSource) {
+        match self.get(&self.key(KernelKind::Gemv, k, m, "ternary")) {
+            Some(p) => match (p.layout(), p.gemv_params()) {
+                (Some(l), Some(g)) => (l, g, ParamSource::Cache),
+                _ => (opts.layout, opts.gemv, ParamSource::Default),
+            },
+            None => (opts.layout, opts.gemv, ParamSource::Default),
+        }
+    }
+
+    /// Parameters of the prompt GEMM of `K × M`.
+    fn gemm(&self, k: usize, m: usize, opts: &JitOptions) -> (GemvParams, ParamSource) {
+        if opts.prompt.tokens <= 1 {
+            return (opts.prompt, ParamSource::Default);
+        }
+        match self
+            .get(&self.key(KernelKind::Gemm, k, m, "ternary"))
+            .and_then(|p| p.gemv_params())
+        {
+            Some(g) => (g, ParamSource::Cache),
+            None => (opts.prompt, ParamSource::Default),
+        }
+    }
 }
 
 /// Executes a graph with JIT-compiled kernels.
@@ -121,6 +178,11 @@ impl JitBackend {
         let threads = opts.threads.max(1);
         let pool = thread_pool(threads)?;
         let target = Target::host(opts.isa)?;
+        let tuned = Tuned {
+            cache: opts.tuning.as_deref(),
+            isa: target.info.tag(),
+            threads,
+        };
         let mut by_shape: HashMap<(GemvShape, usize), usize> = HashMap::new();
         let mut kernels = Vec::new();
         let mut linears: Vec<Option<LinearPlan>> = (0..graph.nodes.len()).map(|_| None).collect();
@@ -130,15 +192,26 @@ impl JitBackend {
         pool.install(|| {
             for (i, node) in graph.nodes.iter().enumerate() {
                 if let Op::TernaryLinear { weight, .. } = &node.op {
-                    plans.push((i, LinearPlan::repack(graph.weight(*weight), opts.layout)));
+                    let w = graph.weight(*weight);
+                    let (k, m) = (w.dims[0] as usize, w.dims[1] as usize);
+                    let (layout, _, _) = tuned.gemv(k, m, opts);
+                    plans.push((i, LinearPlan::repack(w, layout)));
                 }
             }
         });
         let mut heads: Vec<Option<HeadPlan>> = (0..graph.nodes.len()).map(|_| None).collect();
         for (i, node) in graph.nodes.iter().enumerate() {
             if let Op::OutputHead { table, .. } = &node.op {
-                let (plan, took) =
-                    pool.install(|| HeadPlan::build(graph.weight(*table), &target))?;
+                let (plan, took) = pool.install(|| {
+                    HeadPlan::build(graph.weight(*table), &target, |shape| {
+                        let key =
+                            tuned.key(KernelKind::Head, shape.k, shape.rows, shape.format.name());
+                        match tuned.get(&key).and_then(|p| p.head_params()) {
+                            Some(p) => (p, ParamSource::Cache),
+                            None => (Default::default(), ParamSource::Default),
+                        }
+                    })
+                })?;
                 compile_time += took;
                 heads[i] = Some(plan);
             }
@@ -148,8 +221,12 @@ impl JitBackend {
             let plan = match plan {
                 Ok(matrix) => {
                     let shape = GemvShape::of(&matrix);
+                    let (_, gemv_params, gemv_source) = tuned.gemv(shape.k, shape.m, opts);
+                    let (prompt_params, prompt_source) = tuned.gemm(shape.k, shape.m, opts);
                     // The kernel for `shape` with `params`, compiled once per shape.
-                    let mut get = |params: &GemvParams| -> Result<Arc<GemvKernel>, RuntimeError> {
+                    let mut get = |params: &GemvParams,
+                                   source: ParamSource|
+                     -> Result<Arc<GemvKernel>, RuntimeError> {
                         let key = (shape, params.tokens);
                         if let Some(&at) = by_shape.get(&key) {
                             let c: &mut CompiledKernel = &mut kernels[at];
@@ -164,12 +241,13 @@ impl JitBackend {
                             name: linear::kernel_name(&k),
                             kernel: k.clone(),
                             uses: 1,
+                            source,
                         });
                         Ok(k)
                     };
-                    let kernel = get(&opts.gemv)?;
-                    let prompt = if opts.prompt.tokens > 1 {
-                        Some(get(&opts.prompt)?)
+                    let kernel = get(&gemv_params, gemv_source)?;
+                    let prompt = if prompt_params.tokens > 1 {
+                        Some(get(&prompt_params, prompt_source)?)
                     } else {
                         None
                     };
@@ -248,11 +326,12 @@ impl JitBackend {
                     compile_time: info.compile_time,
                     uses: c.uses,
                     listing: info.vcode.clone(),
+                    params: c.source,
                 }
             })
             .collect();
         for h in self.heads.iter().flatten() {
-            if let HeadPlan::Generated(k) = h {
+            if let HeadPlan::Generated(k, source) = h {
                 let info = k.info();
                 let name = head::kernel_name(k, &linear::isa_tag(&info.target, None));
                 out.push(KernelReport {
@@ -270,6 +349,7 @@ impl JitBackend {
                     code_bytes: info.code.len(),
                     compile_time: info.compile_time,
                     listing: info.vcode.clone(),
+                    params: *source,
                 });
             }
         }
@@ -280,7 +360,7 @@ impl JitBackend {
     pub fn head_kernels(&self) -> usize {
         self.heads
             .iter()
-            .filter(|h| matches!(h, Some(HeadPlan::Generated(_))))
+            .filter(|h| matches!(h, Some(HeadPlan::Generated(..))))
             .count()
     }
 
@@ -310,7 +390,7 @@ impl JitBackend {
                     generated(linear::kernel_name(kernel))
                 }
                 (Some(LinearPlan::Fallback { reason }), _) => fallback(node, reason),
-                (_, Some(HeadPlan::Generated(k))) => generated(head::kernel_name(
+                (_, Some(HeadPlan::Generated(k, _))) => generated(head::kernel_name(
                     k,
                     linear::isa_tag(&k.info().target, None).as_str(),
                 )),

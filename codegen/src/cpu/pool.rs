@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use crate::error::RuntimeError;
+use crate::CodegenError;
 
 /// Spin iterations a worker waits for the next job before it parks.
 const SPIN_LIMIT: u32 = 1 << 16;
@@ -46,7 +46,7 @@ pub struct WorkerPool {
 
 impl WorkerPool {
     /// A pool running jobs on `threads` threads (the caller included).
-    pub fn new(threads: usize) -> Result<WorkerPool, RuntimeError> {
+    pub fn new(threads: usize) -> Result<WorkerPool, CodegenError> {
         let shared = Arc::new(Shared {
             epoch: AtomicUsize::new(0),
             job: AtomicPtr::new(std::ptr::null_mut()),
@@ -63,7 +63,7 @@ impl WorkerPool {
             let handle = std::thread::Builder::new()
                 .name(format!("bitnetc-jit-{index}"))
                 .spawn(move || worker(&s, index))
-                .map_err(|e| RuntimeError::Threads {
+                .map_err(|e| CodegenError::Threads {
                     threads,
                     problem: e.to_string(),
                 })?;

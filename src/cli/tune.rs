@@ -1,0 +1,384 @@
+//! `bitnetc tune`: measures kernel variants for a model on this host and caches the winners.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use bitnetc_codegen::cpu::head::{f16_table_is_finite, HeadFormat};
+use bitnetc_codegen::cpu::Target;
+use bitnetc_ir::{DType, Graph, Op};
+use bitnetc_models::{LoadOptions, Model};
+use bitnetc_runtime::{JitBackend, JitOptions, LogitsFor};
+use bitnetc_tune::measure::{HeadHarness, TernaryHarness};
+use bitnetc_tune::{tune_kernel, KernelKey, KernelKind, TuneCache, TuneOutcome, TunedParams};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+
+use super::{tuning_source, BackendChoice, IsaChoice, ModelArgs};
+
+/// Arguments of `bitnetc tune`.
+#[derive(Args, Debug)]
+pub struct TuneArgs {
+    /// The model file (GGUF) whose kernels to tune.
+    #[arg(short = 'm', long = "model")]
+    pub model: PathBuf,
+    /// Threads the kernels will run on (default: all cores, as `run` uses).
+    #[arg(short = 't', long, default_value_t = 0)]
+    pub threads: usize,
+    /// Seconds for the whole run: kernel search, then the before/after measurement.
+    #[arg(long, default_value_t = 120.0)]
+    pub budget: f64,
+    /// Kernel families to tune, comma-separated: gemv (decode), gemm (prompt), head.
+    #[arg(long, value_delimiter = ',', default_value = "gemv,gemm,head")]
+    pub ops: Vec<String>,
+    /// Re-tune kernels that already have a cache entry.
+    #[arg(long)]
+    pub force: bool,
+    /// Folder of the tune cache (default: $XDG_CACHE_HOME/bitnetc).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Instruction-set level of the generated kernels (never above what this CPU has).
+    #[arg(long, value_enum, default_value_t = IsaChoice::Native)]
+    pub isa: IsaChoice,
+    /// Skip the end-to-end before/after measurement.
+    #[arg(long)]
+    pub no_e2e: bool,
+    /// Prompt tokens of the end-to-end prompt-processing measurement.
+    #[arg(long, default_value_t = 64)]
+    pub e2e_prompt: usize,
+    /// Tokens of the end-to-end generation measurement.
+    #[arg(long, default_value_t = 16)]
+    pub e2e_gen: usize,
+}
+
+/// One kernel to tune.
+struct Job {
+    key: KernelKey,
+    /// Head table node (for head jobs).
+    table: Option<bitnetc_ir::WeightId>,
+}
+
+pub fn tune(a: TuneArgs) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let budget = Duration::from_secs_f64(a.budget.max(1.0));
+    let margs = ModelArgs {
+        model: a.model.clone(),
+        threads: a.threads,
+        backend: BackendChoice::Jit,
+        isa: a.isa,
+        activation: None,
+        pre_tokenizer: None,
+        cache_dir: a.cache_dir.clone(),
+    };
+    let eopts = margs.engine_options();
+    let threads = if a.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        a.threads
+    };
+    let mut kinds = BTreeSet::new();
+    for op in &a.ops {
+        match KernelKind::parse(op.trim()) {
+            Some(k) => {
+                kinds.insert(k);
+            }
+            None => bail!("unknown kernel family '{op}' in --ops (expected gemv, gemm or head)"),
+        }
+    }
+    let Some(mut cache) = tuning_source(&a.cache_dir).open()? else {
+        bail!("no cache folder on this platform: pass --cache-dir");
+    };
+    let model = Model::load(&a.model, &LoadOptions::default())
+        .with_context(|| format!("loading {}", a.model.display()))?;
+    let graph = model.graph.clone();
+    let target = Target::host(eopts.isa)?;
+    let isa = target.info.tag();
+    let jobs = jobs(&graph, &kinds, &isa, threads);
+    if jobs.is_empty() {
+        bail!(
+            "{} has no kernels of the families {:?}",
+            a.model.display(),
+            a.ops
+        );
+    }
+    eprintln!(
+        "tuning {} kernels of {} for {isa} on {threads} threads; cache {}",
+        jobs.len(),
+        a.model.display(),
+        cache.path().display()
+    );
+
+    let e2e_share = if a.no_e2e { 0.0 } else { 0.35 };
+    let search_end = start + budget.mul_f64(1.0 - e2e_share);
+    let bar = ProgressBar::new(jobs.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .expect("valid template"),
+    );
+    let mut outcomes: Vec<(TuneOutcome, bool)> = Vec::new();
+    let mut harnesses: std::collections::HashMap<(usize, usize), TernaryHarness> =
+        Default::default();
+    for (i, job) in jobs.iter().enumerate() {
+        bar.set_message(job.key.id());
+        if !a.force {
+            if let Some(e) = cache.get(&job.key) {
+                outcomes.push((
+                    TuneOutcome {
+                        key: job.key.clone(),
+                        entry: e.clone(),
+                        default: TunedParams::default_for(job.key.kind),
+                        timed_out: false,
+                    },
+                    true,
+                ));
+                bar.inc(1);
+                continue;
+            }
+        }
+        let now = Instant::now();
+        let left = search_end.saturating_duration_since(now);
+        let slice = left / (jobs.len() - i) as u32;
+        let deadline = now + slice.mul_f64(0.75);
+        let mut warn = |w: String| bar.println(w);
+        let outcome = match job.key.kind {
+            KernelKind::Gemv | KernelKind::Gemm => {
+                let (k, m) = (job.key.k, job.key.m);
+                let h = match harnesses.entry((k, m)) {
+                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(TernaryHarness::new(k, m, threads, target.clone())?)
+                    }
+                };
+                if job.key.kind == KernelKind::Gemv {
+                    tune_kernel(&job.key, deadline, &mut |p| h.measure_gemv(p), &mut warn)?
+                } else {
+                    // The prompt kernel reads the layout its shape's GEMV uses.
+                    let gemv_key = KernelKey {
+                        kind: KernelKind::Gemv,
+                        ..job.key.clone()
+                    };
+                    let layout = cache
+                        .get(&gemv_key)
+                        .and_then(|e| e.params.layout())
+                        .unwrap_or_default();
+                    tune_kernel(
+                        &job.key,
+                        deadline,
+                        &mut |p| h.measure_gemm(p, layout),
+                        &mut warn,
+                    )?
+                }
+            }
+            KernelKind::Head => {
+                let w = graph.weight(job.table.expect("head jobs carry their table"));
+                let format = head_format(w).expect("only generated head formats are listed");
+                let h = HeadHarness::new(
+                    w.data.bytes(),
+                    job.key.k,
+                    job.key.m,
+                    format,
+                    threads,
+                    target.clone(),
+                )?;
+                tune_kernel(&job.key, deadline, &mut |p| h.measure(p), &mut warn)?
+            }
+        };
+        cache.insert(&job.key, outcome.entry.clone());
+        for w in cache.save()? {
+            bar.println(w);
+        }
+        outcomes.push((outcome, false));
+        bar.inc(1);
+    }
+    drop(harnesses);
+    bar.finish_and_clear();
+    let mut o = String::new();
+    writeln!(
+        o,
+        "{:<36} {:<36} {:>10} {:<36} {:>10} {:>8} {:>5}",
+        "kernel", "default", "time", "tuned", "time", "speedup", "tried"
+    )?;
+    for (t, cached) in &outcomes {
+        writeln!(
+            o,
+            "{:<36} {:<36} {:>10} {:<36} {:>10} {:>7.2}x {:>5}{}",
+            t.key.id(),
+            t.default.to_string(),
+            fmt_ns(t.entry.default_ns),
+            t.entry.params.to_string(),
+            fmt_ns(t.entry.tuned_ns),
+            t.speedup(),
+            t.entry.candidates,
+            if *cached {
+                "  (cached; --force re-tunes)"
+            } else if t.timed_out {
+                "  (budget ran out)"
+            } else {
+                ""
+            }
+        )?;
+    }
+    writeln!(
+        o,
+        "\nkernel search: {:.1} s; cache {}",
+        start.elapsed().as_secs_f64(),
+        cache.path().display()
+    )?;
+    super::print_stdout(&o)?;
+    if !a.no_e2e {
+        let end = start + budget;
+        let cache = Arc::new(cache);
+        let report = end_to_end(&graph, &eopts.isa, threads, cache, &a, end)?;
+        super::print_stdout(&report)?;
+    }
+    Ok(())
+}
+
+/// The kernels of `graph` in tuning order: GEMVs (they choose the layout), GEMMs, heads.
+fn jobs(graph: &Graph, kinds: &BTreeSet<KernelKind>, isa: &str, threads: usize) -> Vec<Job> {
+    let mut shapes = BTreeSet::new();
+    let mut heads = Vec::new();
+    for node in &graph.nodes {
+        match &node.op {
+            Op::TernaryLinear { weight, .. } => {
+                let w = graph.weight(*weight);
+                let (k, m) = (w.dims[0] as usize, w.dims[1] as usize);
+                if k.is_multiple_of(16) {
+                    shapes.insert((k, m));
+                }
+            }
+            Op::OutputHead { table, .. } => {
+                let w = graph.weight(*table);
+                if let Some(f) = head_format(w) {
+                    if (w.dims[0] as usize).is_multiple_of(8) {
+                        heads.push((*table, w.dims[0] as usize, w.dims[1] as usize, f));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let key = |kind, k, m, format: &str| KernelKey {
+        kind,
+        isa: isa.to_string(),
+        k,
+        m,
+        format: format.to_string(),
+        threads,
+    };
+    let mut jobs = Vec::new();
+    for kind in [KernelKind::Gemv, KernelKind::Gemm] {
+        if kinds.contains(&kind) {
+            for &(k, m) in &shapes {
+                jobs.push(Job {
+                    key: key(kind, k, m, "ternary"),
+                    table: None,
+                });
+            }
+        }
+    }
+    if kinds.contains(&KernelKind::Head) {
+        for (table, k, rows, f) in heads {
+            jobs.push(Job {
+                key: key(KernelKind::Head, k, rows, f.name()),
+                table: Some(table),
+            });
+        }
+    }
+    jobs
+}
+
+/// The generated head format of a table, if there is one.
+fn head_format(w: &bitnetc_ir::Weight) -> Option<HeadFormat> {
+    let finite = match w.dtype {
+        DType::F16 => w.data.bytes().par_chunks(1 << 20).all(f16_table_is_finite),
+        _ => true,
+    };
+    HeadFormat::of(w.dtype, finite)
+}
+
+fn fmt_ns(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else {
+        format!("{:.1} us", ns / 1e3)
+    }
+}
+
+/// Prompt processing and generation with default and with tuned parameters, measured
+/// alternately until `end` (at least once each, at most three times), medians compared.
+fn end_to_end(
+    graph: &Arc<Graph>,
+    isa: &bitnetc_codegen::cpu::IsaLevel,
+    threads: usize,
+    cache: Arc<TuneCache>,
+    a: &TuneArgs,
+    end: Instant,
+) -> anyhow::Result<String> {
+    let base = JitOptions {
+        threads,
+        isa: *isa,
+        ..JitOptions::default()
+    };
+    let before = JitBackend::new(graph.clone(), &base)?;
+    let after = JitBackend::new(
+        graph.clone(),
+        &JitOptions {
+            tuning: Some(cache),
+            ..base
+        },
+    )?;
+    let n_vocab = graph.info.n_vocab;
+    let n_ctx = (graph.info.n_ctx as usize).max(1);
+    let pp = a
+        .e2e_prompt
+        .clamp(1, n_ctx.saturating_sub(a.e2e_gen + 1).max(1));
+    let tg = a.e2e_gen.clamp(1, n_ctx - pp.min(n_ctx - 1));
+    let prompt: Vec<u32> = (0..pp as u32).map(|i| (i * 7919 + 1) % n_vocab).collect();
+    let measure = |b: &JitBackend| -> anyhow::Result<(f64, f64)> {
+        let mut s = b.new_session(pp + tg);
+        let t = Instant::now();
+        b.forward(&mut s, &prompt, LogitsFor::Last)?;
+        let pp_rate = pp as f64 / t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for i in 0..tg as u32 {
+            b.forward(&mut s, &[(i * 104_729 + 3) % n_vocab], LogitsFor::Last)?;
+        }
+        Ok((pp_rate, tg as f64 / t.elapsed().as_secs_f64()))
+    };
+    let (mut b_pp, mut b_tg, mut a_pp, mut a_tg) = (vec![], vec![], vec![], vec![]);
+    for round in 0..3 {
+        if round > 0 && Instant::now() >= end {
+            break;
+        }
+        let (p, t) = measure(&before)?;
+        b_pp.push(p);
+        b_tg.push(t);
+        let (p, t) = measure(&after)?;
+        a_pp.push(p);
+        a_tg.push(t);
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (bp, bt, ap, at) = (
+        med(&mut b_pp),
+        med(&mut b_tg),
+        med(&mut a_pp),
+        med(&mut a_tg),
+    );
+    let mut o = String::new();
+    writeln!(
+        o,
+        "\nend to end ({threads} threads, median of {} alternating runs each):",
+        b_pp.len()
+    )?;
+    writeln!(o, "  pp{pp}: {bp:.2} -> {ap:.2} tokens/s ({:.2}x)", ap / bp)?;
+    writeln!(o, "  tg{tg}: {bt:.2} -> {at:.2} tokens/s ({:.2}x)", at / bt)?;
+    Ok(o)
+}

@@ -1,0 +1,376 @@
+//! Running and timing candidates on realistic buffers, after checking their output.
+//!
+//! * One-token GEMV: random ternary codes of the kernel's shape, repacked in the candidate's
+//!   layout and copied until the copies exceed the last-level cache several times over, so that
+//!   every call streams its weights from memory, as a decode step does.
+//! * Prompt GEMM: one copy, which stays in cache, as one layer's weights do while a prompt's
+//!   token blocks go through it; time per token.
+//! * Head: the model's own table (large enough to come from memory), all rows.
+//!
+//! Each candidate's output is first compared with a scalar reference written here (integer
+//! accumulators exactly; head logits within 1e-5 of the absolute dot product); a mismatch is an
+//! error and the candidate can never win. Times are the median of several repetitions after a
+//! warm-up, with the work split over the same worker pool and parts the runtime uses.
+
+use std::time::Instant;
+
+use bitnetc_codegen::cpu::head::{HeadFormat, HeadKernel, HeadShape};
+use bitnetc_codegen::cpu::{
+    split_groups, ExpandedActivations, ExpandedBatch, GemvKernel, GemvShape, Layout,
+    RepackedMatrix, Target, WorkerPool, MAX_TOKENS,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::params::TunedParams;
+use crate::TuneError;
+
+/// Median of `reps` samples of `sample` after one unmeasured call.
+pub fn median_of(reps: usize, mut sample: impl FnMut() -> f64) -> f64 {
+    sample();
+    let mut v: Vec<f64> = (0..reps.max(1)).map(|_| sample()).collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Bytes the GEMV copies should span: four times the last-level cache, 64 MiB to 512 MiB.
+pub fn rotation_bytes() -> usize {
+    let llc = last_level_cache_bytes().unwrap_or(32 << 20);
+    (4 * llc).clamp(64 << 20, 512 << 20)
+}
+
+/// The largest cache size sysfs reports for CPU 0.
+fn last_level_cache_bytes() -> Option<usize> {
+    let mut best = None;
+    for i in 0..8 {
+        let p = format!("/sys/devices/system/cpu/cpu0/cache/index{i}/size");
+        let Ok(s) = std::fs::read_to_string(p) else {
+            continue;
+        };
+        let s = s.trim();
+        let (num, mul) = match s.strip_suffix('K') {
+            Some(n) => (n, 1 << 10),
+            None => match s.strip_suffix('M') {
+                Some(n) => (n, 1 << 20),
+                None => (s, 1),
+            },
+        };
+        if let Ok(n) = num.parse::<usize>() {
+            best = best.max(Some(n * mul));
+        }
+    }
+    best
+}
+
+/// Raw pointers handed to pool parts.
+#[derive(Clone, Copy)]
+struct Ptrs {
+    w: usize,
+    x: usize,
+    out: usize,
+}
+
+/// Runs `kernel` over all its row groups, split like the runtime splits them.
+fn run_split(
+    pool: &WorkerPool,
+    kernel: &GemvKernel,
+    w: &RepackedMatrix,
+    x: *const i8,
+    out: *mut i32,
+) {
+    let parts = split_groups(kernel.groups(), pool.threads());
+    let p = Ptrs {
+        w: w.bytes().as_ptr() as usize,
+        x: x as usize,
+        out: out as usize,
+    };
+    pool.run(&|i| {
+        let Some(g) = parts.get(i) else { return };
+        let rows = kernel.rows_of(g.clone());
+        // SAFETY: `w` is a matrix of the kernel's shape, `x` holds the kernel's token rows,
+        // `out` tokens·M values; parts write disjoint rows.
+        unsafe {
+            kernel.run_raw(
+                p.w as *const u8,
+                p.x as *const i8,
+                (p.out as *mut i32).add(rows.start),
+                g.clone(),
+            )
+        }
+    });
+}
+
+/// Measures GEMV and GEMM candidates of one ternary shape.
+pub struct TernaryHarness {
+    k: usize,
+    m: usize,
+    target: Target,
+    pool: WorkerPool,
+    codes: Vec<u8>,
+    /// `MAX_TOKENS` activation rows.
+    q: Vec<Vec<i8>>,
+    /// Scalar reference accumulators of each row.
+    want: Vec<Vec<i32>>,
+    rotate: usize,
+    copies: Option<(Layout, Vec<RepackedMatrix>)>,
+    reps: usize,
+}
+
+impl TernaryHarness {
+    /// A harness for `K × M` on `threads` threads, code for `target`.
+    pub fn new(
+        k: usize,
+        m: usize,
+        threads: usize,
+        target: Target,
+    ) -> Result<TernaryHarness, TuneError> {
+        if k == 0 || !k.is_multiple_of(16) || m == 0 {
+            return Err(TuneError::Invalid(format!("ternary shape {k}×{m}")));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64((k * 31 + m) as u64);
+        let codes: Vec<u8> = (0..k * m).map(|_| rng.gen_range(0..3u8)).collect();
+        let q: Vec<Vec<i8>> = (0..MAX_TOKENS)
+            .map(|_| (0..k).map(|_| rng.gen()).collect())
+            .collect();
+        let want = q.iter().map(|q| scalar_gemv(&codes, q, k, m)).collect();
+        Ok(TernaryHarness {
+            k,
+            m,
+            target,
+            pool: WorkerPool::new(threads)?,
+            codes,
+            q,
+            want,
+            rotate: rotation_bytes(),
+            copies: None,
+            reps: 5,
+        })
+    }
+
+    /// Makes the rotated copies hold the weights in `layout`.
+    fn ensure_copies(&mut self, layout: Layout) -> Result<(), TuneError> {
+        if self.copies.as_ref().is_none_or(|(l, _)| *l != layout) {
+            self.copies = None;
+            let w = RepackedMatrix::from_codes(&self.codes, self.k, self.m, 1.0, layout)?;
+            let n = (self.rotate / w.bytes().len().max(1)).clamp(1, 256);
+            let mut v = Vec::with_capacity(n);
+            for _ in 1..n {
+                v.push(w.clone());
+            }
+            v.push(w);
+            self.copies = Some((layout, v));
+        }
+        Ok(())
+    }
+
+    /// Nanoseconds per call of the one-token GEMV with values `p` (a [`TunedParams::Gemv`]).
+    pub fn measure_gemv(&mut self, p: &TunedParams) -> Result<f64, TuneError> {
+        let (Some(layout), Some(params)) = (p.layout(), p.gemv_params()) else {
+            return Err(TuneError::Invalid(format!("{p} is not a GEMV candidate")));
+        };
+        let shape = GemvShape {
+            k: self.k,
+            m: self.m,
+            layout,
+        };
+        let kernel = GemvKernel::compile_for(&shape, &params, &self.target)?;
+        let xq = ExpandedActivations::new(&self.q[0]);
+        let want = self.want[0].clone();
+        let reps = self.reps;
+        let m = self.m;
+        self.ensure_copies(layout)?;
+        let mats = &self.copies.as_ref().expect("ensured").1;
+        let mut out = vec![i32::MIN; m];
+        let pool = &self.pool;
+        run_split(
+            pool,
+            &kernel,
+            &mats[0],
+            xq.as_slice().as_ptr(),
+            out.as_mut_ptr(),
+        );
+        check_exact(&out, &want, p)?;
+        Ok(median_of(reps, || {
+            let t = Instant::now();
+            for w in mats {
+                run_split(pool, &kernel, w, xq.as_slice().as_ptr(), out.as_mut_ptr());
+            }
+            t.elapsed().as_nanos() as f64 / mats.len() as f64
+        }))
+    }
+
+    /// Nanoseconds per token of the prompt GEMM with values `p` (a [`TunedParams::Gemm`]) on
+    /// weights in `layout`.
+    pub fn measure_gemm(&mut self, p: &TunedParams, layout: Layout) -> Result<f64, TuneError> {
+        let Some(params) = p.gemv_params().filter(|_| p.layout().is_none()) else {
+            return Err(TuneError::Invalid(format!("{p} is not a GEMM candidate")));
+        };
+        let shape = GemvShape {
+            k: self.k,
+            m: self.m,
+            layout,
+        };
+        let kernel = GemvKernel::compile_for(&shape, &params, &self.target)?;
+        let t = params.tokens;
+        let mut xb = ExpandedBatch::new(self.k, t);
+        for (i, q) in self.q.iter().take(t).enumerate() {
+            xb.fill(i, q);
+        }
+        let want: Vec<i32> = self.want[..t].concat();
+        let (reps, m) = (self.reps, self.m);
+        self.ensure_copies(layout)?;
+        let w = &self.copies.as_ref().expect("ensured").1[0];
+        let mut out = vec![i32::MIN; t * m];
+        let pool = &self.pool;
+        run_split(pool, &kernel, w, xb.as_slice().as_ptr(), out.as_mut_ptr());
+        check_exact(&out, &want, p)?;
+        let calls = 16usize.div_ceil(t);
+        Ok(median_of(reps, || {
+            let start = Instant::now();
+            for _ in 0..calls {
+                run_split(pool, &kernel, w, xb.as_slice().as_ptr(), out.as_mut_ptr());
+            }
+            start.elapsed().as_nanos() as f64 / (calls * t) as f64
+        }))
+    }
+}
+
+/// `acc[m] = Σ_k codes[m·K + k]·q[k]`, the plain definition.
+fn scalar_gemv(codes: &[u8], q: &[i8], k: usize, m: usize) -> Vec<i32> {
+    (0..m)
+        .map(|r| {
+            codes[r * k..(r + 1) * k]
+                .iter()
+                .zip(q)
+                .map(|(&c, &v)| i32::from(c) * i32::from(v))
+                .sum()
+        })
+        .collect()
+}
+
+fn check_exact(got: &[i32], want: &[i32], p: &TunedParams) -> Result<(), TuneError> {
+    match got.iter().zip(want).position(|(a, b)| a != b) {
+        None => Ok(()),
+        Some(i) => Err(TuneError::Mismatch {
+            kernel: "ternary".into(),
+            params: p.to_string(),
+            problem: format!("value {i}: {} instead of {}", got[i], want[i]),
+        }),
+    }
+}
+
+/// Measures head candidates on a model's table.
+pub struct HeadHarness<'a> {
+    table: &'a [u8],
+    shape: HeadShape,
+    target: Target,
+    pool: WorkerPool,
+    x: Vec<f32>,
+    /// Rows checked against the reference, with their reference value and tolerance.
+    checks: Vec<(usize, f64, f64)>,
+    reps: usize,
+}
+
+impl<'a> HeadHarness<'a> {
+    /// A harness for `table` (`rows × K` elements of `format`, little-endian) on `threads`
+    /// threads.
+    pub fn new(
+        table: &'a [u8],
+        k: usize,
+        rows: usize,
+        format: HeadFormat,
+        threads: usize,
+        target: Target,
+    ) -> Result<HeadHarness<'a>, TuneError> {
+        if table.len() != 2 * k * rows || k == 0 || !k.is_multiple_of(8) {
+            return Err(TuneError::Invalid(format!(
+                "head table of {} bytes for {rows} rows × {k}",
+                table.len()
+            )));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let x: Vec<f32> = (0..k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let elem = |i: usize| -> f64 {
+            let h = u16::from_le_bytes([table[2 * i], table[2 * i + 1]]);
+            match format {
+                HeadFormat::F16 { .. } => f64::from(half::f16::from_bits(h).to_f32()),
+                HeadFormat::BF16 => f64::from(half::bf16::from_bits(h).to_f32()),
+            }
+        };
+        let step = (rows / 61).max(1);
+        let checks = (0..rows)
+            .step_by(step)
+            .chain(std::iter::once(rows - 1))
+            .map(|r| {
+                let (mut dot, mut abs) = (0.0f64, 0.0f64);
+                for (j, &xj) in x.iter().enumerate() {
+                    let p = elem(r * k + j) * f64::from(xj);
+                    dot += p;
+                    abs += p.abs();
+                }
+                (r, dot, 1e-5 * abs + 1e-30)
+            })
+            .collect();
+        Ok(HeadHarness {
+            table,
+            shape: HeadShape { k, rows, format },
+            target,
+            pool: WorkerPool::new(threads)?,
+            x,
+            checks,
+            reps: 3,
+        })
+    }
+
+    fn run(&self, kernel: &HeadKernel, out: &mut [f32]) -> Result<(), TuneError> {
+        let parts = split_groups(self.shape.rows, self.pool.threads());
+        let out_ptr = out.as_mut_ptr() as usize;
+        let failure = std::sync::Mutex::new(None);
+        self.pool.run(&|i| {
+            let Some(r) = parts.get(i) else { return };
+            // SAFETY: parts cover disjoint row ranges of `out`.
+            let o = unsafe {
+                std::slice::from_raw_parts_mut((out_ptr as *mut f32).add(r.start), r.len())
+            };
+            if let Err(e) = kernel.run(self.table, &self.x, o, r.clone()) {
+                *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+            }
+        });
+        match failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Nanoseconds per call (all rows) of the head with values `p` (a [`TunedParams::Head`]).
+    pub fn measure(&self, p: &TunedParams) -> Result<f64, TuneError> {
+        let Some(params) = p.head_params() else {
+            return Err(TuneError::Invalid(format!("{p} is not a head candidate")));
+        };
+        let kernel = HeadKernel::compile_for(&self.shape, &params, &self.target)?;
+        let mut out = vec![f32::NAN; self.shape.rows];
+        self.run(&kernel, &mut out)?;
+        for &(r, want, tol) in &self.checks {
+            let got = f64::from(out[r]);
+            if (got - want).abs() > tol || !got.is_finite() {
+                return Err(TuneError::Mismatch {
+                    kernel: "head".into(),
+                    params: p.to_string(),
+                    problem: format!("row {r}: {got} instead of {want} (± {tol:e})"),
+                });
+            }
+        }
+        let mut failure = None;
+        let ns = median_of(self.reps, || {
+            let t = Instant::now();
+            if let Err(e) = self.run(&kernel, &mut out) {
+                failure = Some(e);
+            }
+            t.elapsed().as_nanos() as f64
+        });
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(ns),
+        }
+    }
+}
