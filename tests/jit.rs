@@ -256,6 +256,7 @@ fn inspect_kernels_lists_generated_kernels_with_their_code() {
     assert!(text.contains("jit.gemv."), "{text}");
     assert!(text.contains("jit.gemm."), "{text}");
     assert!(text.contains("jit.head."), "{text}");
+    assert!(text.contains("jit.attention."), "{text}");
     assert!(text.contains("0 fallbacks"), "{text}");
     let json = ok(&[
         "inspect",
@@ -267,8 +268,13 @@ fn inspect_kernels_lists_generated_kernels_with_their_code() {
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     let ks = v["kernels"].as_array().unwrap();
     // tiny: q/o 256×256, k/v 256×128, up/gate 256×512, down 512×256, each as a one-token GEMV
-    // and a token-blocked prompt GEMM, and the head.
-    assert_eq!(ks.len(), 9, "{v}");
+    // and a token-blocked prompt GEMM, the head, and attention.
+    assert_eq!(ks.len(), 10, "{v}");
+    assert_eq!(
+        ks.iter().filter(|k| k["op"] == "attention").count(),
+        1,
+        "{v}"
+    );
     let prompt = ks
         .iter()
         .filter(|k| k["op"] == "ternary_linear_prompt")

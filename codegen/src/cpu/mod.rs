@@ -1,5 +1,6 @@
 //! CPU kernels.
 
+pub mod attention;
 pub mod gemv;
 pub mod head;
 pub mod isa;

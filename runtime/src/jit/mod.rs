@@ -8,6 +8,7 @@
 //! bit-identical integer accumulators and use the reference epilogue, so this backend's logits
 //! equal the reference backend's bit for bit.
 
+pub mod attention;
 pub mod head;
 pub mod linear;
 
@@ -21,8 +22,11 @@ use bitnetc_tune::{KernelKey, KernelKind, ParamSource, TuneCache};
 
 use crate::error::RuntimeError;
 use crate::exec::{execute, forward_checked, last_uses, LogitsFor, OpKernels, Session};
+use crate::kv_cache::KvCache;
 use crate::reference::numerics::QuantizedRow;
+use crate::reference::AttentionShape;
 use crate::reference::{reference_kernel_name, thread_pool};
+use attention::AttentionPlan;
 use bitnetc_codegen::cpu::WorkerPool;
 use head::HeadPlan;
 use linear::LinearPlan;
@@ -166,6 +170,8 @@ pub struct JitBackend {
     linears: Vec<Option<LinearPlan>>,
     /// Per node: the plan of an output head op.
     heads: Vec<Option<HeadPlan>>,
+    /// Per node: the plan of an attention op.
+    attentions: Vec<Option<Arc<AttentionPlan>>>,
     kernels: Vec<CompiledKernel>,
     compile_time: Duration,
     repack_time: Duration,
@@ -217,6 +223,29 @@ impl JitBackend {
             }
         }
         let repack_time = t_repack.elapsed().saturating_sub(compile_time);
+        let mut attentions: Vec<Option<Arc<AttentionPlan>>> =
+            (0..graph.nodes.len()).map(|_| None).collect();
+        let mut attention_by_dim: HashMap<usize, Arc<AttentionPlan>> = HashMap::new();
+        for (i, node) in graph.nodes.iter().enumerate() {
+            if let Op::Attention { head_dim, .. } = &node.op {
+                let d = *head_dim as usize;
+                let plan = match attention_by_dim.get(&d) {
+                    Some(p) => p.clone(),
+                    None => {
+                        let t0 = Instant::now();
+                        let p = Arc::new(AttentionPlan::build(
+                            d,
+                            graph.info.kv_width as usize,
+                            &target,
+                        )?);
+                        compile_time += t0.elapsed();
+                        attention_by_dim.insert(d, p.clone());
+                        p
+                    }
+                };
+                attentions[i] = Some(plan);
+            }
+        }
         for (i, plan) in plans {
             let plan = match plan {
                 Ok(matrix) => {
@@ -268,6 +297,7 @@ impl JitBackend {
             workers: WorkerPool::new(threads)?,
             linears,
             heads,
+            attentions,
             kernels,
             compile_time,
             repack_time,
@@ -353,6 +383,31 @@ impl JitBackend {
                 });
             }
         }
+        let mut seen = std::collections::HashSet::new();
+        for plan in self.attentions.iter().flatten() {
+            if let AttentionPlan::Generated(k) = &**plan {
+                let name = attention::kernel_name(k, &linear::isa_tag(&k.info().target, None));
+                if !seen.insert(name.clone()) {
+                    continue;
+                }
+                let info = k.info();
+                out.push(KernelReport {
+                    uses: uses(&name),
+                    name,
+                    op: "attention",
+                    shape: format!("D={} stride={}", info.shape.head_dim, info.shape.stride),
+                    layout: format!(
+                        "f32 KV cache, {} key rows/step, {} f32x4 columns/block",
+                        info.params.rows, info.cols
+                    ),
+                    features: info.target.enabled.clone(),
+                    code_bytes: info.code.len(),
+                    compile_time: info.compile_time,
+                    listing: info.vcode.clone(),
+                    params: ParamSource::Default,
+                });
+            }
+        }
         out
     }
 
@@ -385,20 +440,28 @@ impl JitBackend {
             .nodes
             .iter()
             .zip(self.linears.iter().zip(&self.heads))
-            .map(|(node, plans)| match plans {
-                (Some(LinearPlan::Generated { kernel, .. }), _) => {
-                    generated(linear::kernel_name(kernel))
-                }
-                (Some(LinearPlan::Fallback { reason }), _) => fallback(node, reason),
-                (_, Some(HeadPlan::Generated(k, _))) => generated(head::kernel_name(
+            .zip(&self.attentions)
+            .map(|((node, plans), attn)| match (plans, attn.as_deref()) {
+                (_, Some(AttentionPlan::Generated(k))) => generated(attention::kernel_name(
                     k,
-                    linear::isa_tag(&k.info().target, None).as_str(),
+                    &linear::isa_tag(&k.info().target, None),
                 )),
-                (_, Some(HeadPlan::Fallback { reason })) => fallback(node, reason),
-                _ => KernelChoice {
-                    name: reference_kernel_name(&self.graph, &node.op),
-                    fallback: false,
-                    reason: None,
+                (_, Some(AttentionPlan::Fallback { reason })) => fallback(node, reason),
+                (plans, None) => match plans {
+                    (Some(LinearPlan::Generated { kernel, .. }), _) => {
+                        generated(linear::kernel_name(kernel))
+                    }
+                    (Some(LinearPlan::Fallback { reason }), _) => fallback(node, reason),
+                    (_, Some(HeadPlan::Generated(k, _))) => generated(head::kernel_name(
+                        k,
+                        linear::isa_tag(&k.info().target, None).as_str(),
+                    )),
+                    (_, Some(HeadPlan::Fallback { reason })) => fallback(node, reason),
+                    _ => KernelChoice {
+                        name: reference_kernel_name(&self.graph, &node.op),
+                        fallback: false,
+                        reason: None,
+                    },
                 },
             })
             .collect()
@@ -447,6 +510,23 @@ impl OpKernels for JitBackend {
         match &self.heads[node] {
             Some(plan) => plan.run(table, xs, &self.workers),
             None => unreachable!("every output head node has a plan"),
+        }
+    }
+
+    fn attention(
+        &self,
+        node: usize,
+        kv: &KvCache,
+        layer: usize,
+        q: &[f32],
+        n_past: usize,
+        shape: AttentionShape,
+    ) -> Result<Vec<f32>, RuntimeError> {
+        match self.attentions[node].as_deref() {
+            Some(AttentionPlan::Generated(k)) => {
+                attention::run(k, kv, layer, q, n_past, shape, &self.workers)
+            }
+            _ => Ok(crate::reference::attention(kv, layer, q, n_past, shape)),
         }
     }
 }

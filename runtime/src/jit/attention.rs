@@ -1,0 +1,110 @@
+//! Attention on the generated kernels: scores and weighted sum per query head, softmax between
+//! them with the reference numerics, (token, head) pairs split over the worker pool.
+
+use std::sync::{Arc, Mutex};
+
+use bitnetc_codegen::cpu::attention::{AttentionKernels, AttentionParams, AttentionShape as Shape};
+use bitnetc_codegen::cpu::{split_groups, Target, WorkerPool};
+use bitnetc_codegen::CodegenError;
+
+use super::linear::DisjointParts;
+use crate::error::RuntimeError;
+use crate::kv_cache::KvCache;
+use crate::reference::numerics::softmax;
+use crate::reference::AttentionShape;
+
+/// How the attention ops of a graph run.
+pub enum AttentionPlan {
+    /// The generated kernels for the op's head shape.
+    Generated(Arc<AttentionKernels>),
+    /// The reference attention, because the generator cannot take this shape.
+    Fallback {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl AttentionPlan {
+    /// Compiles the kernels for heads of `head_dim` values in KV rows of `kv_width` floats, or
+    /// explains why there are none.
+    pub fn build(
+        head_dim: usize,
+        kv_width: usize,
+        target: &Target,
+    ) -> Result<AttentionPlan, RuntimeError> {
+        let shape = Shape {
+            head_dim,
+            stride: kv_width,
+            scale: 1.0 / (head_dim as f32).sqrt(),
+        };
+        match AttentionKernels::compile_for(&shape, &AttentionParams::default(), target) {
+            Ok(k) => Ok(AttentionPlan::Generated(Arc::new(k))),
+            Err(CodegenError::Unsupported(reason)) => Ok(AttentionPlan::Fallback { reason }),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Attention of the query rows `q` (`[T × n_head·D]`) over layer `layer` of `kv`, with the
+/// generated kernels; bit-identical to the reference `attention`.
+pub fn run(
+    kernels: &AttentionKernels,
+    kv: &KvCache,
+    layer: usize,
+    q: &[f32],
+    n_past: usize,
+    s: AttentionShape,
+    pool: &WorkerPool,
+) -> Result<Vec<f32>, RuntimeError> {
+    let d = s.head_dim;
+    let q_width = s.n_head * d;
+    if d != kernels.info().shape.head_dim || q.len() % q_width != 0 || s.n_head % s.n_head_kv != 0 {
+        return Err(CodegenError::Shape(format!(
+            "attention of {} query values with {} heads of {d} (kernels for {})",
+            q.len(),
+            s.n_head,
+            kernels.info().shape.head_dim
+        ))
+        .into());
+    }
+    let t_count = q.len() / q_width;
+    let group = s.n_head / s.n_head_kv;
+    let keys = kv.keys(layer, n_past + t_count);
+    let values = kv.values(layer, n_past + t_count);
+    let mut out = vec![0.0f32; t_count * q_width];
+    let items = t_count * s.n_head;
+    let parts = split_groups(items, pool.threads());
+    let out_parts = DisjointParts::new(&mut out);
+    let failure: Mutex<Option<CodegenError>> = Mutex::new(None);
+    pool.run(&|i| {
+        let Some(range) = parts.get(i) else { return };
+        let mut scores = vec![0.0f32; n_past + t_count];
+        for idx in range.clone() {
+            let (t, h) = (idx / s.n_head, idx % s.n_head);
+            let qh = &q[t * q_width + h * d..][..d];
+            let off = (h / group) * d;
+            let n = n_past + t + 1;
+            let sc = &mut scores[..n];
+            // SAFETY: each (t, h) pair owns its D outputs; parts hold disjoint pairs.
+            let o = unsafe { out_parts.slice(idx * d..(idx + 1) * d) };
+            let r = kernels.scores(qh, &keys[off..], sc).and_then(|()| {
+                softmax(sc);
+                kernels.weighted_sum(sc, &values[off..], o)
+            });
+            if let Err(e) = r {
+                *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                return;
+            }
+        }
+    });
+    match failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        Some(e) => Err(e.into()),
+        None => Ok(out),
+    }
+}
+
+/// The name of generated attention kernels: `jit.attention.<isa>.d<D>.s<stride>`.
+pub fn kernel_name(kernels: &AttentionKernels, isa: &str) -> String {
+    let s = &kernels.info().shape;
+    format!("jit.attention.{isa}.d{}.s{}", s.head_dim, s.stride)
+}
