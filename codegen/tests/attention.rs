@@ -119,7 +119,7 @@ fn bad_shapes_and_lengths_are_errors() {
     assert!(k.scores(&[0.0; 16], &vec![0.0; 80], &mut s).is_ok());
     assert!(k.scores(&[0.0; 15], &vec![0.0; 80], &mut s).is_err());
     assert!(k
-        .weighted_sum(&[0.5; 3], &vec![0.0; 80], &mut vec![0.0; 15])
+        .weighted_sum(&[0.5; 3], &[0.0; 80], &mut [0.0; 15])
         .is_err());
     for bad in [
         AttentionShape {

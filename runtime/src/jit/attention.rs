@@ -58,7 +58,10 @@ pub fn run(
 ) -> Result<Vec<f32>, RuntimeError> {
     let d = s.head_dim;
     let q_width = s.n_head * d;
-    if d != kernels.info().shape.head_dim || q.len() % q_width != 0 || s.n_head % s.n_head_kv != 0 {
+    if d != kernels.info().shape.head_dim
+        || !q.len().is_multiple_of(q_width)
+        || !s.n_head.is_multiple_of(s.n_head_kv)
+    {
         return Err(CodegenError::Shape(format!(
             "attention of {} query values with {} heads of {d} (kernels for {})",
             q.len(),
