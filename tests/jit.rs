@@ -134,12 +134,10 @@ fn jit_equals_reference_on_tiny_models_at_every_isa_level() {
     for ty in ["i2_s", "tq1_0", "tq2_0"] {
         check_model(&model("bitnet-b1.58", "tiny", ty, "f16"), "24", &levels);
     }
-    // A BF16 head, and the 1bitLLM architecture.
-    check_model(
-        &model("bitnet-b1.58", "tiny", "i2_s", "bf16"),
-        "12",
-        &levels,
-    );
+    // BF16, Q8_0 and Q6_K heads, and the 1bitLLM architecture.
+    for emb in ["bf16", "q8_0", "q6_k"] {
+        check_model(&model("bitnet-b1.58", "tiny", "i2_s", emb), "12", &levels);
+    }
     check_model(&model("bitnet", "tiny", "tq2_0", "f16"), "12", &levels);
 }
 
@@ -148,6 +146,7 @@ fn jit_equals_reference_on_large_models() {
     for ty in ["i2_s", "tq1_0", "tq2_0"] {
         check_model(&model("bitnet", "large", ty, "f16"), "6", &["native"]);
     }
+    check_model(&model("bitnet", "large", "tq2_0", "q6_k"), "6", &["native"]);
 }
 
 fn kernels(model: &Path) -> serde_json::Value {
@@ -196,9 +195,14 @@ fn receipts_name_generated_kernels_and_mark_fallbacks() {
             "{k}"
         );
     }
-    // A Q6_K head has no generated kernel yet: the op is marked as a fallback and --strict
+    // Q6_K and Q8_0 heads run generated kernels on the repacked table.
+    for emb in ["q6_k", "q8_0"] {
+        let v = kernels(&model("bitnet-b1.58", "tiny", "tq2_0", emb));
+        assert_eq!(v["compute_path"], "real", "{emb}: {v}");
+    }
+    // An F32 head has no generated kernel yet: the op is marked as a fallback and --strict
     // refuses the run.
-    let q6 = model("bitnet-b1.58", "tiny", "tq2_0", "q6_k");
+    let q6 = model("bitnet-b1.58", "tiny", "tq2_0", "f32");
     let v = kernels(&q6);
     assert_ne!(v["compute_path"], "real", "{v}");
     let out = bitnetc(&[

@@ -30,6 +30,7 @@ fn decode(format: HeadFormat, bytes: &[u8]) -> Vec<f32> {
             match format {
                 HeadFormat::BF16 => bf16::from_bits(bits).to_f32(),
                 HeadFormat::F16 { .. } => f16::from_bits(bits).to_f32(),
+                HeadFormat::ScaledI8 { .. } => unreachable!("16-bit formats only"),
             }
         })
         .collect()
@@ -48,6 +49,7 @@ fn table(rng: &mut ChaCha8Rng, format: HeadFormat, n: usize) -> Vec<u8> {
             let bits = match format {
                 HeadFormat::BF16 => bf16::from_f32(v).to_bits(),
                 HeadFormat::F16 { .. } => f16::from_f32(v).to_bits(),
+                HeadFormat::ScaledI8 { .. } => unreachable!("16-bit formats only"),
             };
             bits.to_le_bytes()
         })
@@ -189,4 +191,66 @@ fn bad_shapes_and_buffers_are_errors() {
     assert!(kernel.run(&table, &x, &mut out, 0..5).is_err());
     assert!(kernel.run(&table, &x, &mut out[..3], 0..4).is_err());
     assert!(kernel.run(&table, &x, &mut out, 0..4).is_ok());
+}
+
+/// Q8_0 and Q6_K tables repacked to scaled int8: every row equals the dot product of the
+/// reference dequantizer's row (`bitnetc_models::quant`) with x, in the reference order, bit for
+/// bit, at every level, for several parameter choices and row ranges.
+#[test]
+fn scaled_int8_heads_match_the_dequantized_reference() {
+    use bitnetc_codegen::cpu::head::repack_scaled_i8;
+    use bitnetc_ir::DType;
+    use bitnetc_models::quant;
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let levels = HostFeatures::detect().unwrap().supported_levels();
+    for (dtype, k, rows) in [
+        (DType::Q8_0, 64usize, 37usize),
+        (DType::Q8_0, 2560, 9),
+        (DType::Q6K, 256, 23),
+        (DType::Q6K, 2560, 5),
+    ] {
+        // Encode random values with the project's quantizers (real Q8_0 / Q6_K bytes).
+        let rb = dtype.row_bytes(k as u64).unwrap() as usize;
+        let mut bytes = vec![0u8; rb * rows];
+        for r in 0..rows {
+            let x: Vec<f32> = (0..k).map(|_| rng.gen_range(-3.0f32..3.0)).collect();
+            quant::quantize_row(dtype, &x, &mut bytes[r * rb..(r + 1) * rb]).unwrap();
+        }
+        let x: Vec<f32> = (0..k).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
+        let want: Vec<f32> = (0..rows)
+            .map(|r| {
+                let mut row = vec![0.0f32; k];
+                quant::dequantize_row(dtype, &bytes[r * rb..(r + 1) * rb], &mut row).unwrap();
+                dot_reference(&row, &x)
+            })
+            .collect();
+        let packed = repack_scaled_i8(dtype, &bytes, k, rows).unwrap();
+        let format = HeadFormat::of(dtype, true).unwrap();
+        let shape = HeadShape { k, rows, format };
+        for &level in &levels {
+            for params in [
+                HeadParams::default(),
+                HeadParams { rows: 1, unroll: 1 },
+                HeadParams { rows: 3, unroll: 4 },
+            ] {
+                let kern = HeadKernel::compile(&shape, &params, level).unwrap();
+                let mut got = vec![f32::NAN; rows];
+                kern.run(&packed, &x, &mut got, 0..rows).unwrap();
+                let (g, w): (Vec<u32>, Vec<u32>) = (
+                    got.iter().map(|v| v.to_bits()).collect(),
+                    want.iter().map(|v| v.to_bits()).collect(),
+                );
+                assert_eq!(g, w, "{dtype} {k}x{rows} {level} {params:?}");
+                let mut part = vec![f32::NAN; rows - 2];
+                kern.run(&packed, &x, &mut part, 1..rows - 1).unwrap();
+                assert_eq!(&part[..], &got[1..rows - 1]);
+            }
+        }
+        // A non-finite block scale is refused, as the reference refuses it.
+        let mut bad = bytes.clone();
+        let d_at = if dtype == DType::Q8_0 { 0 } else { 208 };
+        bad[d_at..d_at + 2].copy_from_slice(&f16::INFINITY.to_le_bytes());
+        assert!(repack_scaled_i8(dtype, &bad, k, rows).is_err());
+        assert!(repack_scaled_i8(dtype, &bytes[1..], k, rows).is_err());
+    }
 }

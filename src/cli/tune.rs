@@ -292,13 +292,13 @@ fn jobs(graph: &Graph, kinds: &BTreeSet<KernelKind>, isa: &str, threads: usize) 
     jobs
 }
 
-/// The generated head format of a table, if there is one.
+/// The generated head format of a table the tuner can measure as stored (F16, BF16), if any.
 fn head_format(w: &bitnetc_ir::Weight) -> Option<HeadFormat> {
     let finite = match w.dtype {
         DType::F16 => w.data.bytes().par_chunks(1 << 20).all(f16_table_is_finite),
         _ => true,
     };
-    HeadFormat::of(w.dtype, finite)
+    HeadFormat::of(w.dtype, finite).filter(|f| !matches!(f, HeadFormat::ScaledI8 { .. }))
 }
 
 fn fmt_ns(ns: f64) -> String {

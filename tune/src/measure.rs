@@ -282,7 +282,11 @@ impl<'a> HeadHarness<'a> {
         threads: usize,
         target: Target,
     ) -> Result<HeadHarness<'a>, TuneError> {
-        if table.len() != 2 * k * rows || k == 0 || !k.is_multiple_of(8) {
+        if matches!(format, HeadFormat::ScaledI8 { .. })
+            || table.len() != 2 * k * rows
+            || k == 0
+            || !k.is_multiple_of(8)
+        {
             return Err(TuneError::Invalid(format!(
                 "head table of {} bytes for {rows} rows × {k}",
                 table.len()
@@ -295,6 +299,7 @@ impl<'a> HeadHarness<'a> {
             match format {
                 HeadFormat::F16 { .. } => f64::from(half::f16::from_bits(h).to_f32()),
                 HeadFormat::BF16 => f64::from(half::bf16::from_bits(h).to_f32()),
+                HeadFormat::ScaledI8 { .. } => f64::NAN,
             }
         };
         let step = (rows / 61).max(1);

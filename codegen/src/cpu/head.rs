@@ -49,6 +49,15 @@ pub enum HeadFormat {
     },
     /// bfloat16 (the upper half of an f32).
     BF16,
+    /// Int8 codes with one f32 scale per `group` elements: a row is `K` i8 codes followed by
+    /// `K/group` f32 scales, element `e` being `scale[e / group] · code[e]`. Q8_0 (group 32)
+    /// and Q6_K (group 16) tables are repacked into it at load ([`repack_scaled_i8`]) with the
+    /// scale computed exactly as the reference dequantizer computes it, so the products are the
+    /// reference's.
+    ScaledI8 {
+        /// Elements per scale: 16 or 32.
+        group: usize,
+    },
 }
 
 impl HeadFormat {
@@ -58,6 +67,8 @@ impl HeadFormat {
         match dtype {
             DType::F16 => Some(HeadFormat::F16 { finite }),
             DType::BF16 => Some(HeadFormat::BF16),
+            DType::Q8_0 => Some(HeadFormat::ScaledI8 { group: 32 }),
+            DType::Q6K => Some(HeadFormat::ScaledI8 { group: 16 }),
             _ => None,
         }
     }
@@ -68,8 +79,102 @@ impl HeadFormat {
             HeadFormat::F16 { finite: true } => "f16_finite",
             HeadFormat::F16 { finite: false } => "f16",
             HeadFormat::BF16 => "bf16",
+            HeadFormat::ScaledI8 { group: 32 } => "i8x32",
+            HeadFormat::ScaledI8 { .. } => "i8x16",
         }
     }
+
+    /// Bytes of one row of `k` elements.
+    pub fn row_bytes(self, k: usize) -> usize {
+        match self {
+            HeadFormat::F16 { .. } | HeadFormat::BF16 => 2 * k,
+            HeadFormat::ScaledI8 { group } => k + 4 * (k / group),
+        }
+    }
+
+    /// Bytes per element of the code part of a row.
+    fn elem_bytes(self) -> usize {
+        match self {
+            HeadFormat::ScaledI8 { .. } => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// Repacks a Q8_0 or Q6_K table (`rows × k`) into [`HeadFormat::ScaledI8`] rows. Each scale is
+/// computed as the reference dequantizer computes it (`d` for Q8_0, `d · scale_j` for Q6_K, in
+/// f32), so `scale · code` is the reference's element bit for bit. A block with a non-finite `d`
+/// is an error (the reference refuses it too).
+pub fn repack_scaled_i8(
+    dtype: DType,
+    bytes: &[u8],
+    k: usize,
+    rows: usize,
+) -> Result<Vec<u8>, CodegenError> {
+    let (group, block_elems, block_bytes) = match dtype {
+        DType::Q8_0 => (32, 32, 34),
+        DType::Q6K => (16, 256, 210),
+        other => {
+            return Err(CodegenError::Unsupported(format!(
+                "no scaled-int8 repacking for {other}"
+            )))
+        }
+    };
+    let fmt = HeadFormat::ScaledI8 { group };
+    let src_row = k / block_elems * block_bytes;
+    if !k.is_multiple_of(block_elems) || bytes.len() != src_row * rows {
+        return Err(CodegenError::Shape(format!(
+            "{dtype} table of {} bytes for {rows} rows of {k}",
+            bytes.len()
+        )));
+    }
+    let dst_row = fmt.row_bytes(k);
+    let mut out = vec![0u8; dst_row * rows];
+    let f16 = |b: &[u8]| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32();
+    for (r, (src, dst)) in bytes
+        .chunks_exact(src_row)
+        .zip(out.chunks_exact_mut(dst_row))
+        .enumerate()
+    {
+        let (codes, scales) = dst.split_at_mut(k);
+        let mut put_scale = |j: usize, v: f32| {
+            scales[4 * j..4 * j + 4].copy_from_slice(&v.to_le_bytes());
+        };
+        for (bi, blk) in src.chunks_exact(block_bytes).enumerate() {
+            let e0 = bi * block_elems;
+            let d = if dtype == DType::Q8_0 {
+                f16(&blk[0..2])
+            } else {
+                f16(&blk[208..210])
+            };
+            if !d.is_finite() {
+                return Err(CodegenError::Weight {
+                    name: format!("{dtype} head table"),
+                    problem: format!("row {r}: block {bi} has a non-finite scale {d}"),
+                });
+            }
+            if dtype == DType::Q8_0 {
+                for (c, &q) in codes[e0..e0 + 32].iter_mut().zip(&blk[2..34]) {
+                    *c = q;
+                }
+                put_scale(e0 / 32, d);
+                continue;
+            }
+            for e in 0..256 {
+                let (h, rr) = (e / 128, e % 128);
+                let (l, quarter) = (rr % 32, rr / 32);
+                let ql = blk[64 * h + l + 32 * (quarter % 2)];
+                let qh = blk[128 + 32 * h + l];
+                let low = if quarter < 2 { ql & 0xF } else { ql >> 4 };
+                let high = (qh >> (2 * quarter)) & 3;
+                codes[e0 + e] = ((i32::from(low | (high << 4)) - 32) as i8) as u8;
+            }
+            for j in 0..16 {
+                put_scale(e0 / 16 + j, d * f32::from(blk[192 + j] as i8));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Whether every element of an F16 table (little-endian bytes) is finite.
@@ -150,6 +255,14 @@ fn check(shape: &HeadShape, p: &HeadParams) -> Result<usize, CodegenError> {
             "head params {p:?}: rows must be 1..=4, unroll 1..=16"
         )));
     }
+    if let HeadFormat::ScaledI8 { group } = shape.format {
+        if !matches!(group, 16 | 32) || !shape.k.is_multiple_of(group) {
+            return Err(CodegenError::Unsupported(format!(
+                "scaled int8 head: group {group} must be 16 or 32 and divide K = {}",
+                shape.k
+            )));
+        }
+    }
     let steps = shape.k / 8;
     Ok((1..=p.unroll)
         .rev()
@@ -185,6 +298,9 @@ impl Emitter {
     /// Converts the low or high four elements of the 16-byte vector `h` to f32x4.
     fn widen(&self, b: &mut FunctionBuilder, h: Value, high: bool) -> Value {
         match self.format {
+            HeadFormat::ScaledI8 { .. } => {
+                unreachable!("scaled int8 rows are widened in rows_block")
+            }
             HeadFormat::BF16 => {
                 let u = if high {
                     b.ins().uwiden_high(h)
@@ -244,7 +360,8 @@ impl Emitter {
     /// Emits the row block starting at table row `row` (an index value) with `n` rows and
     /// stores its results at `out_ptr`.
     fn rows_block(&self, b: &mut FunctionBuilder, row: Value, n: usize, out_ptr: Value) {
-        let row_bytes = (2 * self.k) as i64;
+        let row_bytes = self.format.row_bytes(self.k) as i64;
+        let eb = self.format.elem_bytes();
         let bases: Vec<Value> = (0..n)
             .map(|i| {
                 let r = b.ins().iadd_imm_u(row, i as i64);
@@ -256,7 +373,7 @@ impl Emitter {
         let zero_v = b.ins().splat(types::F32X4, zero);
         let body = b.create_block();
         let exit = b.create_block();
-        b.append_block_param(body, self.ptr); // table byte offset (2 per element)
+        b.append_block_param(body, self.ptr); // table byte offset (`eb` per element)
         for _ in 0..2 * n {
             b.append_block_param(body, types::F32X4);
             b.append_block_param(exit, types::F32X4);
@@ -270,27 +387,46 @@ impl Emitter {
         let params = b.block_params(body).to_vec();
         let ot = params[0];
         let mut accs = params[1..].to_vec();
-        // x offset = 2 · table offset.
-        let ox = b.ins().iadd(ot, ot);
+        // x offset = (4 / eb) · table offset.
+        let ox = b.ins().ishl_imm_u(ot, if eb == 2 { 1 } else { 2 });
         let xp = b.ins().iadd(self.x, ox);
         let tps: Vec<Value> = bases.iter().map(|&p| b.ins().iadd(p, ot)).collect();
         for u in 0..self.unroll {
             let xa = b.ins().load(types::F32X4, LOAD, xp, (32 * u) as i32);
             let xb = b.ins().load(types::F32X4, LOAD, xp, (32 * u + 16) as i32);
             for (i, &tp) in tps.iter().enumerate() {
-                let h = b.ins().load(types::I16X8, LOAD, tp, (16 * u) as i32);
-                let lo = self.widen(b, h, false);
-                let hi = self.widen(b, h, true);
+                let (lo, hi) = match self.format {
+                    HeadFormat::ScaledI8 { group } => {
+                        // Codes sign-extended to i16x8, then i32x4 halves, then f32, times the
+                        // scale of their group: the byte offset `ot + 8u` is the element index.
+                        let h = b.ins().sload8x8(LOAD, tp, (8 * u) as i32);
+                        let e = b.ins().iadd_imm_u(ot, (8 * u) as i64);
+                        let gi = b.ins().ushr_imm_u(e, group.trailing_zeros() as i64);
+                        let so = b.ins().ishl_imm_u(gi, 2);
+                        let sp = b.ins().iadd(bases[i], so);
+                        let sc = b.ins().load(types::F32, LOAD, sp, self.k as i32);
+                        let sc = b.ins().splat(types::F32X4, sc);
+                        let l = b.ins().swiden_low(h);
+                        let l = b.ins().fcvt_from_sint(types::F32X4, l);
+                        let hh = b.ins().swiden_high(h);
+                        let hh = b.ins().fcvt_from_sint(types::F32X4, hh);
+                        (b.ins().fmul(sc, l), b.ins().fmul(sc, hh))
+                    }
+                    _ => {
+                        let h = b.ins().load(types::I16X8, LOAD, tp, (16 * u) as i32);
+                        (self.widen(b, h, false), self.widen(b, h, true))
+                    }
+                };
                 let pa = b.ins().fmul(lo, xa);
                 let pb = b.ins().fmul(hi, xb);
                 accs[2 * i] = b.ins().fadd(accs[2 * i], pa);
                 accs[2 * i + 1] = b.ins().fadd(accs[2 * i + 1], pb);
             }
         }
-        let ot2 = b.ins().iadd_imm_u(ot, (16 * self.unroll) as i64);
+        let ot2 = b.ins().iadd_imm_u(ot, (8 * eb * self.unroll) as i64);
         let more = b
             .ins()
-            .icmp_imm_u(IntCC::UnsignedLessThan, ot2, (2 * self.k) as i64);
+            .icmp_imm_u(IntCC::UnsignedLessThan, ot2, (eb * self.k) as i64);
         let mut back: Vec<BlockArg> = vec![ot2.into()];
         back.extend(accs.iter().map(|&a| BlockArg::from(a)));
         let out_args: Vec<BlockArg> = accs.iter().map(|&a| BlockArg::from(a)).collect();
@@ -496,13 +632,14 @@ impl HeadKernel {
         rows: Range<usize>,
     ) -> Result<(), CodegenError> {
         let s = &self.info.shape;
-        if table.len() != 2 * s.k * s.rows {
+        if table.len() != s.format.row_bytes(s.k) * s.rows {
             return Err(CodegenError::Shape(format!(
-                "head table has {} bytes, expected {} ({} rows × {} × 2)",
+                "head table has {} bytes, expected {} ({} rows of {} {} elements)",
                 table.len(),
-                2 * s.k * s.rows,
+                s.format.row_bytes(s.k) * s.rows,
                 s.rows,
-                s.k
+                s.k,
+                s.format.name()
             )));
         }
         if x.len() != s.k {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bitnetc_codegen::cpu::head::{
-    f16_table_is_finite, HeadFormat, HeadKernel, HeadParams, HeadShape,
+    f16_table_is_finite, repack_scaled_i8, HeadFormat, HeadKernel, HeadParams, HeadShape,
 };
 use bitnetc_codegen::cpu::Target;
 use bitnetc_codegen::CodegenError;
@@ -24,8 +24,9 @@ use crate::reference::output_head;
 
 /// How the output head runs.
 pub enum HeadPlan {
-    /// The generated kernel, and where its parameters came from.
-    Generated(Arc<HeadKernel>, ParamSource),
+    /// The generated kernel, where its parameters came from, and the table repacked for it
+    /// when the file's format is not one the kernel reads directly (Q8_0, Q6_K).
+    Generated(Arc<HeadKernel>, ParamSource, Option<Vec<u8>>),
     /// The reference head, because no generated kernel takes this table.
     Fallback {
         /// Why.
@@ -55,11 +56,31 @@ impl HeadPlan {
             let reason = format!("head width {k} is not a multiple of 8");
             return Ok((HeadPlan::Fallback { reason }, Duration::ZERO));
         }
+        let repacked = match format {
+            HeadFormat::ScaledI8 { group } if k.is_multiple_of(group) => {
+                match repack_rows(table.dtype, bytes, k, rows) {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        // The reference refuses such a table too; it reports the error.
+                        let reason = format!("cannot repack the head table: {e}");
+                        return Ok((HeadPlan::Fallback { reason }, Duration::ZERO));
+                    }
+                }
+            }
+            HeadFormat::ScaledI8 { group } => {
+                let reason = format!("head width {k} is not a multiple of {group}");
+                return Ok((HeadPlan::Fallback { reason }, Duration::ZERO));
+            }
+            _ => None,
+        };
         let shape = HeadShape { k, rows, format };
         let t0 = Instant::now();
         let (params, source) = params_for(&shape);
         let kernel = HeadKernel::compile_for(&shape, &params, target)?;
-        Ok((HeadPlan::Generated(Arc::new(kernel), source), t0.elapsed()))
+        Ok((
+            HeadPlan::Generated(Arc::new(kernel), source, repacked),
+            t0.elapsed(),
+        ))
     }
 
     /// Logits (`[xs.len() × rows]`) for each row of `xs`, the vocabulary split into one
@@ -70,12 +91,12 @@ impl HeadPlan {
         xs: &[&[f32]],
         pool: &WorkerPool,
     ) -> Result<Vec<f32>, RuntimeError> {
-        let kernel = match self {
-            HeadPlan::Generated(k, _) => k,
+        let (kernel, repacked) = match self {
+            HeadPlan::Generated(k, _, r) => (k, r),
             HeadPlan::Fallback { .. } => return output_head(table, xs),
         };
         let rows = kernel.info().shape.rows;
-        let bytes = table.data.bytes();
+        let bytes = repacked.as_deref().unwrap_or(table.data.bytes());
         let parts = split_groups(rows, pool.threads());
         let mut out = vec![0.0f32; xs.len() * rows];
         let failure: Mutex<Option<CodegenError>> = Mutex::new(None);
@@ -95,6 +116,17 @@ impl HeadPlan {
         }
         Ok(out)
     }
+}
+
+/// [`repack_scaled_i8`] over chunks of rows in parallel.
+fn repack_rows(dtype: DType, bytes: &[u8], k: usize, rows: usize) -> Result<Vec<u8>, CodegenError> {
+    const CHUNK: usize = 4096;
+    let src_row = bytes.len() / rows.max(1);
+    let parts: Vec<Vec<u8>> = bytes
+        .par_chunks(src_row * CHUNK)
+        .map(|c| repack_scaled_i8(dtype, c, k, c.len() / src_row))
+        .collect::<Result<_, _>>()?;
+    Ok(parts.concat())
 }
 
 /// The name of a generated head kernel: `jit.head.<format>.<K>x<rows>`.

@@ -361,7 +361,7 @@ impl JitBackend {
             })
             .collect();
         for h in self.heads.iter().flatten() {
-            if let HeadPlan::Generated(k, source) = h {
+            if let HeadPlan::Generated(k, source, _) = h {
                 let info = k.info();
                 let name = head::kernel_name(k, &linear::isa_tag(&info.target, None));
                 out.push(KernelReport {
@@ -452,7 +452,7 @@ impl JitBackend {
                         generated(linear::kernel_name(kernel))
                     }
                     (Some(LinearPlan::Fallback { reason }), _) => fallback(node, reason),
-                    (_, Some(HeadPlan::Generated(k, _))) => generated(head::kernel_name(
+                    (_, Some(HeadPlan::Generated(k, ..))) => generated(head::kernel_name(
                         k,
                         linear::isa_tag(&k.info().target, None).as_str(),
                     )),
