@@ -38,8 +38,9 @@ fn attention_bench(c: &mut Criterion) {
     g.sample_size(20);
     g.warm_up_time(Duration::from_millis(500));
     let target = Target::host(IsaLevel::Native).expect("host");
-    let AttentionPlan::Generated(kernels) =
-        AttentionPlan::build(SHAPE.head_dim, KV_WIDTH, &target).expect("compile")
+    let default = (Default::default(), bitnetc_tune::ParamSource::Default);
+    let AttentionPlan::Generated(kernels, _) =
+        AttentionPlan::build(SHAPE.head_dim, KV_WIDTH, &target, default).expect("compile")
     else {
         panic!("the 2B4T head shape must get generated kernels");
     };

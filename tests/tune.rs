@@ -133,27 +133,21 @@ fn tuned_parameters_are_cached_used_and_exact() {
     let cache = tempfile::tempdir().unwrap();
     let empty = tempfile::tempdir().unwrap();
     let out = tune(&model, cache.path(), &[]);
-    // q/o, k/v, up/gate, down: a GEMV and a GEMM each, and the head.
-    for family in ["gemv/", "gemm/", "head/"] {
+    // q/o, k/v, up/gate, down: a GEMV and a GEMM each, the head and attention.
+    for family in ["gemv/", "gemm/", "head/", "attention/"] {
         assert!(out.contains(family), "{out}");
     }
     assert!(out.contains("speedup"), "{out}");
     let (c, w) = TuneCache::open(cache.path(), HostFingerprint::detect().unwrap());
     assert!(w.is_empty(), "{w:?}");
-    assert_eq!(c.len(), 9, "{:?}", c.path());
+    assert_eq!(c.len(), 10, "{:?}", c.path());
     let text = std::fs::read_to_string(c.path()).unwrap();
     assert!(text.contains("\"tuned_ns\""), "{text}");
 
     // Every tuned kernel now takes its parameters from the cache; without it, from the default.
     let v = kernels(&model, cache.path());
-    // (Attention is not tuned yet.)
-    let tuned: Vec<_> = v["kernels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|k| k["op"] != "attention")
-        .collect();
-    assert_eq!(tuned.len(), 9, "{v}");
+    let tuned = v["kernels"].as_array().unwrap();
+    assert_eq!(tuned.len(), 10, "{v}");
     assert!(tuned.iter().all(|k| k["params"] == "cache"), "{v}");
     let v = kernels(&model, empty.path());
     assert!(v["kernels"]
@@ -164,7 +158,7 @@ fn tuned_parameters_are_cached_used_and_exact() {
 
     // A second tune finds everything cached and does not re-tune.
     let again = tune(&model, cache.path(), &[]);
-    assert_eq!(again.matches("(cached").count(), 9, "{again}");
+    assert_eq!(again.matches("(cached").count(), 10, "{again}");
     let (c2, _) = TuneCache::open(cache.path(), HostFingerprint::detect().unwrap());
     assert_eq!(
         std::fs::read_to_string(c2.path()).unwrap(),

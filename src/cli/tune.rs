@@ -12,7 +12,7 @@ use bitnetc_codegen::cpu::Target;
 use bitnetc_ir::{DType, Graph, Op};
 use bitnetc_models::{LoadOptions, Model};
 use bitnetc_runtime::{JitBackend, JitOptions, LogitsFor};
-use bitnetc_tune::measure::{HeadHarness, TernaryHarness};
+use bitnetc_tune::measure::{AttentionHarness, HeadHarness, TernaryHarness};
 use bitnetc_tune::{tune_kernel, KernelKey, KernelKind, TuneCache, TuneOutcome, TunedParams};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -32,8 +32,12 @@ pub struct TuneArgs {
     /// Seconds for the whole run: kernel search, then the before/after measurement.
     #[arg(long, default_value_t = 120.0)]
     pub budget: f64,
-    /// Kernel families to tune, comma-separated: gemv (decode), gemm (prompt), head.
-    #[arg(long, value_delimiter = ',', default_value = "gemv,gemm,head")]
+    /// Kernel families to tune, comma-separated: gemv (decode), gemm (prompt), head, attention.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "gemv,gemm,head,attention"
+    )]
     pub ops: Vec<String>,
     /// Re-tune kernels that already have a cache entry.
     #[arg(long)]
@@ -60,6 +64,8 @@ struct Job {
     key: KernelKey,
     /// Head table node (for head jobs).
     table: Option<bitnetc_ir::WeightId>,
+    /// Query and KV heads (for attention jobs).
+    heads: (usize, usize),
 }
 
 pub fn tune(a: TuneArgs) -> anyhow::Result<()> {
@@ -86,7 +92,9 @@ pub fn tune(a: TuneArgs) -> anyhow::Result<()> {
             Some(k) => {
                 kinds.insert(k);
             }
-            None => bail!("unknown kernel family '{op}' in --ops (expected gemv, gemm or head)"),
+            None => bail!(
+                "unknown kernel family '{op}' in --ops (expected gemv, gemm, head or attention)"
+            ),
         }
     }
     let Some(mut cache) = tuning_source(&a.cache_dir).open()? else {
@@ -173,6 +181,19 @@ pub fn tune(a: TuneArgs) -> anyhow::Result<()> {
                     )?
                 }
             }
+            KernelKind::Attention => {
+                let positions = (graph.info.n_ctx as usize).clamp(1, 1024);
+                let h = AttentionHarness::new(
+                    job.key.k,
+                    job.key.m,
+                    job.heads.0,
+                    job.heads.1,
+                    positions,
+                    threads,
+                    target.clone(),
+                )?;
+                tune_kernel(&job.key, deadline, &mut |p| h.measure(p), &mut warn)?
+            }
             KernelKind::Head => {
                 let w = graph.weight(job.table.expect("head jobs carry their table"));
                 let format = head_format(w).expect("only generated head formats are listed");
@@ -242,6 +263,7 @@ pub fn tune(a: TuneArgs) -> anyhow::Result<()> {
 fn jobs(graph: &Graph, kinds: &BTreeSet<KernelKind>, isa: &str, threads: usize) -> Vec<Job> {
     let mut shapes = BTreeSet::new();
     let mut heads = Vec::new();
+    let mut attention = std::collections::BTreeMap::new();
     for node in &graph.nodes {
         match &node.op {
             Op::TernaryLinear { weight, .. } => {
@@ -250,6 +272,14 @@ fn jobs(graph: &Graph, kinds: &BTreeSet<KernelKind>, isa: &str, threads: usize) 
                 if k.is_multiple_of(16) {
                     shapes.insert((k, m));
                 }
+            }
+            Op::Attention {
+                n_head,
+                n_head_kv,
+                head_dim,
+                ..
+            } => {
+                attention.insert(*head_dim as usize, (*n_head as usize, *n_head_kv as usize));
             }
             Op::OutputHead { table, .. } => {
                 let w = graph.weight(*table);
@@ -277,6 +307,7 @@ fn jobs(graph: &Graph, kinds: &BTreeSet<KernelKind>, isa: &str, threads: usize) 
                 jobs.push(Job {
                     key: key(kind, k, m, "ternary"),
                     table: None,
+                    heads: (0, 0),
                 });
             }
         }
@@ -286,6 +317,17 @@ fn jobs(graph: &Graph, kinds: &BTreeSet<KernelKind>, isa: &str, threads: usize) 
             jobs.push(Job {
                 key: key(KernelKind::Head, k, rows, f.name()),
                 table: Some(table),
+                heads: (0, 0),
+            });
+        }
+    }
+    if kinds.contains(&KernelKind::Attention) {
+        let kv_width = graph.info.kv_width as usize;
+        for (d, heads) in attention {
+            jobs.push(Job {
+                key: key(KernelKind::Attention, d, kv_width, "f32"),
+                table: None,
+                heads,
             });
         }
     }

@@ -14,6 +14,7 @@
 
 use std::time::Instant;
 
+use bitnetc_codegen::cpu::attention::{AttentionKernels, AttentionShape as AttnShape};
 use bitnetc_codegen::cpu::head::{HeadFormat, HeadKernel, HeadShape};
 use bitnetc_codegen::cpu::{
     split_groups, ExpandedActivations, ExpandedBatch, GemvKernel, GemvShape, Layout,
@@ -378,4 +379,133 @@ impl<'a> HeadHarness<'a> {
             None => Ok(ns),
         }
     }
+}
+
+/// Measures attention candidates: one decoding token's query heads over `positions` cached
+/// positions of random keys and values, (head) items split over the pool as the runtime splits
+/// them, each head's scores and weighted sum checked bit for bit against a scalar reference of
+/// the reference backend's order first.
+pub struct AttentionHarness {
+    shape: AttnShape,
+    n_head: usize,
+    group: usize,
+    target: Target,
+    pool: WorkerPool,
+    q: Vec<f32>,
+    kv: Vec<f32>,
+    probs: Vec<f32>,
+    want_scores: Vec<f32>,
+    want_sum: Vec<f32>,
+    positions: usize,
+    reps: usize,
+}
+
+impl AttentionHarness {
+    /// A harness for `n_head` query heads over `n_head_kv` KV heads of `head_dim` values in KV
+    /// rows of `stride` floats, `positions` cached positions, on `threads` threads.
+    pub fn new(
+        head_dim: usize,
+        stride: usize,
+        n_head: usize,
+        n_head_kv: usize,
+        positions: usize,
+        threads: usize,
+        target: Target,
+    ) -> Result<AttentionHarness, TuneError> {
+        if n_head_kv == 0 || !n_head.is_multiple_of(n_head_kv) || stride < n_head_kv * head_dim {
+            return Err(TuneError::Invalid(format!(
+                "attention heads {n_head}/{n_head_kv} of {head_dim} in rows of {stride}"
+            )));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let q: Vec<f32> = (0..n_head * head_dim)
+            .map(|_| rng.gen_range(-1.0f32..1.0))
+            .collect();
+        let kv: Vec<f32> = (0..positions * stride)
+            .map(|_| rng.gen_range(-1.0f32..1.0))
+            .collect();
+        let probs: Vec<f32> = (0..positions)
+            .map(|_| rng.gen_range(0.0f32..0.01))
+            .collect();
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        let want_scores = (0..positions)
+            .map(|j| dot8(&q[..head_dim], &kv[j * stride..][..head_dim]) * scale)
+            .collect();
+        let mut want_sum = vec![0.0f32; head_dim];
+        for (j, &p) in probs.iter().enumerate() {
+            for (o, &v) in want_sum.iter_mut().zip(&kv[j * stride..][..head_dim]) {
+                *o += p * v;
+            }
+        }
+        Ok(AttentionHarness {
+            shape: AttnShape {
+                head_dim,
+                stride,
+                scale,
+            },
+            n_head,
+            group: n_head / n_head_kv,
+            target,
+            pool: WorkerPool::new(threads)?,
+            q,
+            kv,
+            probs,
+            want_scores,
+            want_sum,
+            positions,
+            reps: 5,
+        })
+    }
+
+    /// Nanoseconds per decoding step (all heads) with values `p` (a
+    /// [`TunedParams::Attention`]).
+    pub fn measure(&self, p: &TunedParams) -> Result<f64, TuneError> {
+        let Some(params) = p.attention_params() else {
+            return Err(TuneError::Invalid(format!(
+                "{p} is not an attention candidate"
+            )));
+        };
+        let k = AttentionKernels::compile_for(&self.shape, &params, &self.target)?;
+        let d = self.shape.head_dim;
+        let mut s = vec![f32::NAN; self.positions];
+        k.scores(&self.q[..d], &self.kv, &mut s)?;
+        let mut o = vec![f32::NAN; d];
+        k.weighted_sum(&self.probs, &self.kv, &mut o)?;
+        let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+        if !same(&s, &self.want_scores) || !same(&o, &self.want_sum) {
+            return Err(TuneError::Mismatch {
+                kernel: "attention".into(),
+                params: p.to_string(),
+                problem: "scores or weighted sum differ from the reference".into(),
+            });
+        }
+        let parts = split_groups(self.n_head, self.pool.threads());
+        Ok(median_of(self.reps, || {
+            let t = Instant::now();
+            self.pool.run(&|i| {
+                let Some(r) = parts.get(i) else { return };
+                let mut s = vec![0.0f32; self.positions];
+                let mut o = vec![0.0f32; d];
+                for h in r.clone() {
+                    let off = (h / self.group) * d;
+                    let q = &self.q[h * d..(h + 1) * d];
+                    // Lengths were checked by the calls above; these cannot fail.
+                    let _ = k.scores(q, &self.kv[off..], &mut s);
+                    let _ = k.weighted_sum(&self.probs, &self.kv[off..], &mut o);
+                }
+            });
+            t.elapsed().as_nanos() as f64
+        }))
+    }
+}
+
+/// The reference `dot_f32` order.
+fn dot8(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    for (ca, cb) in a.chunks_exact(8).zip(b.chunks_exact(8)) {
+        for l in 0..8 {
+            acc[l] += ca[l] * cb[l];
+        }
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + 0.0
 }

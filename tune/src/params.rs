@@ -4,6 +4,7 @@
 //! defaults: `rows16(16)` layout with 8 streams and unroll 2 for the one-token GEMV, 4-token
 //! blocks with 1 stream and unroll 2 for the prompt GEMM, 4 rows and unroll 2 for the head.
 
+use bitnetc_codegen::cpu::attention::AttentionParams;
 use bitnetc_codegen::cpu::head::HeadParams;
 use bitnetc_codegen::cpu::repack::Pack;
 use bitnetc_codegen::cpu::{GemvParams, Layout};
@@ -19,6 +20,8 @@ pub enum KernelKind {
     Gemm,
     /// Output head (F16/BF16 table × f32).
     Head,
+    /// Attention over the f32 KV cache (scores and weighted sum of one head).
+    Attention,
 }
 
 impl KernelKind {
@@ -28,6 +31,7 @@ impl KernelKind {
             KernelKind::Gemv => "gemv",
             KernelKind::Gemm => "gemm",
             KernelKind::Head => "head",
+            KernelKind::Attention => "attention",
         }
     }
 
@@ -37,6 +41,7 @@ impl KernelKind {
             "gemv" => Some(KernelKind::Gemv),
             "gemm" => Some(KernelKind::Gemm),
             "head" => Some(KernelKind::Head),
+            "attention" => Some(KernelKind::Attention),
             _ => None,
         }
     }
@@ -130,6 +135,13 @@ pub enum TunedParams {
         /// 8-element steps per loop iteration.
         unroll: usize,
     },
+    /// Attention.
+    Attention {
+        /// Key rows per scores step.
+        rows: usize,
+        /// f32x4 output columns per weighted-sum block.
+        cols: usize,
+    },
 }
 
 /// Serializable name of a [`Pack`].
@@ -167,6 +179,13 @@ impl TunedParams {
             KernelKind::Gemv => TunedParams::gemv(Layout::default(), &GemvParams::default()),
             KernelKind::Gemm => TunedParams::gemm(&GemvParams::prompt_default(4)),
             KernelKind::Head => TunedParams::head(&HeadParams::default()),
+            KernelKind::Attention => {
+                let p = AttentionParams::default();
+                TunedParams::Attention {
+                    rows: p.rows,
+                    cols: p.cols,
+                }
+            }
         }
     }
 
@@ -176,6 +195,7 @@ impl TunedParams {
             TunedParams::Gemv { .. } => KernelKind::Gemv,
             TunedParams::Gemm { .. } => KernelKind::Gemm,
             TunedParams::Head { .. } => KernelKind::Head,
+            TunedParams::Attention { .. } => KernelKind::Attention,
         }
     }
 
@@ -242,7 +262,7 @@ impl TunedParams {
                 tokens,
                 dot: None,
             }),
-            TunedParams::Head { .. } => None,
+            TunedParams::Head { .. } | TunedParams::Attention { .. } => None,
         }
     }
 
@@ -250,6 +270,14 @@ impl TunedParams {
     pub fn head_params(&self) -> Option<HeadParams> {
         match *self {
             TunedParams::Head { rows, unroll } => Some(HeadParams { rows, unroll }),
+            _ => None,
+        }
+    }
+
+    /// Attention parameters of attention values.
+    pub fn attention_params(&self) -> Option<AttentionParams> {
+        match *self {
+            TunedParams::Attention { rows, cols } => Some(AttentionParams { rows, cols }),
             _ => None,
         }
     }
@@ -283,6 +311,9 @@ impl TunedParams {
             TunedParams::Head { rows, unroll } => {
                 (1..=4).contains(&rows) && (1..=16).contains(&unroll)
             }
+            TunedParams::Attention { rows, cols } => {
+                (1..=4).contains(&rows) && (1..=16).contains(&cols)
+            }
         }
     }
 }
@@ -309,6 +340,7 @@ impl std::fmt::Display for TunedParams {
                 unroll,
             } => write!(f, "tokens {tokens} streams {streams} unroll {unroll}"),
             TunedParams::Head { rows, unroll } => write!(f, "rows {rows} unroll {unroll}"),
+            TunedParams::Attention { rows, cols } => write!(f, "key rows {rows} cols {cols}"),
         }
     }
 }

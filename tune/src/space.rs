@@ -37,8 +37,10 @@ pub const UNROLLS: [usize; 4] = [1, 2, 4, 8];
 pub const GEMM_TOKENS: [usize; 5] = [2, 3, 4, 6, 8];
 /// Memory streams tried for the GEMM.
 pub const GEMM_STREAMS: [usize; 3] = [1, 2, 4];
-/// Rows per block tried for the head.
+/// Rows per block tried for the head, and key rows per step for attention.
 pub const HEAD_ROWS: [usize; 4] = [1, 2, 3, 4];
+/// Output columns (f32x4) per weighted-sum block tried for attention.
+pub const ATTENTION_COLS: [usize; 5] = [1, 2, 4, 8, 16];
 
 /// The space of a kernel family.
 pub fn space_for(kind: KernelKind) -> Box<dyn Space> {
@@ -46,6 +48,7 @@ pub fn space_for(kind: KernelKind) -> Box<dyn Space> {
         KernelKind::Gemv => Box::new(GemvSpace),
         KernelKind::Gemm => Box::new(GemmSpace),
         KernelKind::Head => Box::new(HeadSpace),
+        KernelKind::Attention => Box::new(AttentionSpace),
     }
 }
 
@@ -171,6 +174,39 @@ impl Space for HeadSpace {
         match *p {
             TunedParams::Head { rows, unroll } => {
                 Some(vec![pos(&HEAD_ROWS, &rows)?, pos(&UNROLLS, &unroll)?])
+            }
+            _ => None,
+        }
+    }
+}
+
+struct AttentionSpace;
+
+impl Space for AttentionSpace {
+    fn dims(&self) -> Vec<Dim> {
+        vec![
+            Dim {
+                name: "rows",
+                len: HEAD_ROWS.len(),
+            },
+            Dim {
+                name: "cols",
+                len: ATTENTION_COLS.len(),
+            },
+        ]
+    }
+
+    fn params(&self, idx: &[usize]) -> TunedParams {
+        TunedParams::Attention {
+            rows: HEAD_ROWS[idx[0]],
+            cols: ATTENTION_COLS[idx[1]],
+        }
+    }
+
+    fn index_of(&self, p: &TunedParams) -> Option<Vec<usize>> {
+        match *p {
+            TunedParams::Attention { rows, cols } => {
+                Some(vec![pos(&HEAD_ROWS, &rows)?, pos(&ATTENTION_COLS, &cols)?])
             }
             _ => None,
         }

@@ -118,3 +118,17 @@ fn head_candidates_are_checked_against_the_table() {
     let target = Target::host(IsaLevel::Native).unwrap();
     assert!(HeadHarness::new(&table[2..], k, rows, HeadFormat::BF16, 1, target).is_err());
 }
+
+#[test]
+fn attention_candidates_are_checked_and_timed() {
+    use bitnetc_tune::measure::AttentionHarness;
+    let target = Target::host(IsaLevel::Native).unwrap();
+    let h = AttentionHarness::new(64, 256, 8, 4, 100, 2, target).unwrap();
+    for (rows, cols) in [(2, 8), (1, 1), (4, 16), (3, 4)] {
+        let ns = h.measure(&TunedParams::Attention { rows, cols }).unwrap();
+        assert!(ns > 0.0 && ns.is_finite());
+    }
+    // KV rows too narrow for the heads are refused.
+    let target = Target::host(IsaLevel::Native).unwrap();
+    assert!(AttentionHarness::new(64, 200, 8, 4, 10, 1, target).is_err());
+}

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use bitnetc_codegen::cpu::attention::{AttentionKernels, AttentionParams, AttentionShape as Shape};
 use bitnetc_codegen::cpu::{split_groups, Target, WorkerPool};
 use bitnetc_codegen::CodegenError;
+use bitnetc_tune::ParamSource;
 
 use super::linear::DisjointParts;
 use crate::error::RuntimeError;
@@ -15,8 +16,8 @@ use crate::reference::AttentionShape;
 
 /// How the attention ops of a graph run.
 pub enum AttentionPlan {
-    /// The generated kernels for the op's head shape.
-    Generated(Arc<AttentionKernels>),
+    /// The generated kernels for the op's head shape, and where their parameters came from.
+    Generated(Arc<AttentionKernels>, ParamSource),
     /// The reference attention, because the generator cannot take this shape.
     Fallback {
         /// Why.
@@ -25,20 +26,21 @@ pub enum AttentionPlan {
 }
 
 impl AttentionPlan {
-    /// Compiles the kernels for heads of `head_dim` values in KV rows of `kv_width` floats, or
-    /// explains why there are none.
+    /// Compiles the kernels for heads of `head_dim` values in KV rows of `kv_width` floats with
+    /// `params` (and where they came from), or explains why there are none.
     pub fn build(
         head_dim: usize,
         kv_width: usize,
         target: &Target,
+        params: (AttentionParams, ParamSource),
     ) -> Result<AttentionPlan, RuntimeError> {
         let shape = Shape {
             head_dim,
             stride: kv_width,
             scale: 1.0 / (head_dim as f32).sqrt(),
         };
-        match AttentionKernels::compile_for(&shape, &AttentionParams::default(), target) {
-            Ok(k) => Ok(AttentionPlan::Generated(Arc::new(k))),
+        match AttentionKernels::compile_for(&shape, &params.0, target) {
+            Ok(k) => Ok(AttentionPlan::Generated(Arc::new(k), params.1)),
             Err(CodegenError::Unsupported(reason)) => Ok(AttentionPlan::Fallback { reason }),
             Err(e) => Err(e.into()),
         }

@@ -233,11 +233,13 @@ impl JitBackend {
                     Some(p) => p.clone(),
                     None => {
                         let t0 = Instant::now();
-                        let p = Arc::new(AttentionPlan::build(
-                            d,
-                            graph.info.kv_width as usize,
-                            &target,
-                        )?);
+                        let kv_width = graph.info.kv_width as usize;
+                        let key = tuned.key(KernelKind::Attention, d, kv_width, "f32");
+                        let params = match tuned.get(&key).and_then(|p| p.attention_params()) {
+                            Some(p) => (p, ParamSource::Cache),
+                            None => (Default::default(), ParamSource::Default),
+                        };
+                        let p = Arc::new(AttentionPlan::build(d, kv_width, &target, params)?);
                         compile_time += t0.elapsed();
                         attention_by_dim.insert(d, p.clone());
                         p
@@ -385,7 +387,7 @@ impl JitBackend {
         }
         let mut seen = std::collections::HashSet::new();
         for plan in self.attentions.iter().flatten() {
-            if let AttentionPlan::Generated(k) = &**plan {
+            if let AttentionPlan::Generated(k, source) = &**plan {
                 let name = attention::kernel_name(k, &linear::isa_tag(&k.info().target, None));
                 if !seen.insert(name.clone()) {
                     continue;
@@ -404,7 +406,7 @@ impl JitBackend {
                     code_bytes: info.code.len(),
                     compile_time: info.compile_time,
                     listing: info.vcode.clone(),
-                    params: ParamSource::Default,
+                    params: *source,
                 });
             }
         }
@@ -442,7 +444,7 @@ impl JitBackend {
             .zip(self.linears.iter().zip(&self.heads))
             .zip(&self.attentions)
             .map(|((node, plans), attn)| match (plans, attn.as_deref()) {
-                (_, Some(AttentionPlan::Generated(k))) => generated(attention::kernel_name(
+                (_, Some(AttentionPlan::Generated(k, _))) => generated(attention::kernel_name(
                     k,
                     &linear::isa_tag(&k.info().target, None),
                 )),
@@ -523,7 +525,7 @@ impl OpKernels for JitBackend {
         shape: AttentionShape,
     ) -> Result<Vec<f32>, RuntimeError> {
         match self.attentions[node].as_deref() {
-            Some(AttentionPlan::Generated(k)) => {
+            Some(AttentionPlan::Generated(k, _)) => {
                 attention::run(k, kv, layer, q, n_past, shape, &self.workers)
             }
             _ => Ok(crate::reference::attention(kv, layer, q, n_past, shape)),
