@@ -1,7 +1,8 @@
 //! The generated output head equals an independent transcription of the reference dot product
 //! (`runtime`'s `dot_f32`: eight interleaved f32 partial sums, fixed combination order) bit for
-//! bit, for F16 (both conversions) and BF16 tables, at every ISA level the host supports, at
-//! round and odd row counts and row ranges.
+//! bit, for F16 (both conversions), BF16 and repacked Q8_0/Q6_K tables, at every ISA level the
+//! host supports, at round and odd row counts and row ranges; it stays inside guarded buffers
+//! and compiles for aarch64.
 
 use bitnetc_codegen::cpu::head::{
     f16_table_is_finite, HeadFormat, HeadKernel, HeadParams, HeadShape,
@@ -252,5 +253,155 @@ fn scaled_int8_heads_match_the_dequantized_reference() {
         bad[d_at..d_at + 2].copy_from_slice(&f16::INFINITY.to_le_bytes());
         assert!(repack_scaled_i8(dtype, &bad, k, rows).is_err());
         assert!(repack_scaled_i8(dtype, &bytes[1..], k, rows).is_err());
+    }
+}
+
+/// Every head format compiles for aarch64 with NEON from this host.
+#[test]
+fn compiles_for_aarch64() {
+    use bitnetc_codegen::cpu::head::compile_only;
+    use bitnetc_codegen::cpu::Target;
+    for (dotprod, i8mm) in [(false, false), (true, true)] {
+        let target = Target::aarch64(dotprod, i8mm).unwrap();
+        for format in [
+            HeadFormat::F16 { finite: true },
+            HeadFormat::F16 { finite: false },
+            HeadFormat::BF16,
+            HeadFormat::ScaledI8 { group: 16 },
+            HeadFormat::ScaledI8 { group: 32 },
+        ] {
+            let shape = HeadShape {
+                k: 2560,
+                rows: 128256,
+                format,
+            };
+            for params in [HeadParams::default(), HeadParams { rows: 1, unroll: 1 }] {
+                let info = compile_only(&shape, &params, &target).unwrap();
+                assert!(!info.code.is_empty(), "{format:?}");
+                assert!(info.target.is_aarch64());
+            }
+        }
+    }
+}
+
+/// `len` bytes ending right before an inaccessible page (or starting right after one).
+struct Guarded {
+    base: *mut u8,
+    map_len: usize,
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Guarded {
+    fn new(data: &[u8], at_end: bool) -> Guarded {
+        // SAFETY: anonymous mapping and protection changes on memory we own.
+        unsafe {
+            let page = libc::sysconf(libc::_SC_PAGESIZE) as usize;
+            let pages = data.len().div_ceil(page).max(1);
+            let map_len = (pages + 2) * page;
+            let base = libc::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(base, libc::MAP_FAILED);
+            let base = base.cast::<u8>();
+            assert_eq!(libc::mprotect(base.cast(), page, libc::PROT_NONE), 0);
+            let tail = base.add((pages + 1) * page);
+            assert_eq!(libc::mprotect(tail.cast(), page, libc::PROT_NONE), 0);
+            let ptr = if at_end {
+                tail.sub(data.len())
+            } else {
+                base.add(page)
+            };
+            std::ptr::copy_nonoverlapping(data.as_ptr(), ptr, data.len());
+            Guarded {
+                base,
+                map_len,
+                ptr,
+                len: data.len(),
+            }
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `len` bytes were copied in at `ptr`.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    fn f32s(&self) -> &[f32] {
+        assert_eq!(self.ptr as usize % 4, 0);
+        // SAFETY: `len` bytes at a 4-aligned `ptr`.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<f32>(), self.len / 4) }
+    }
+
+    fn f32s_mut(&mut self) -> &mut [f32] {
+        assert_eq!(self.ptr as usize % 4, 0);
+        // SAFETY: `len` bytes at a 4-aligned `ptr`, borrowed mutably once.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.cast::<f32>(), self.len / 4) }
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the mapping made in `new`.
+        unsafe { libc::munmap(self.base.cast(), self.map_len) };
+    }
+}
+
+/// Tables, activations and outputs flush against `PROT_NONE` pages (after the end, and in a
+/// second pass before the start): any overrun or underrun of a head kernel faults.
+#[test]
+fn head_kernels_stay_inside_guarded_buffers() {
+    use bitnetc_codegen::cpu::head::repack_scaled_i8;
+    use bitnetc_ir::DType;
+    let mut rng = ChaCha8Rng::seed_from_u64(31);
+    let levels = HostFeatures::detect().unwrap().supported_levels();
+    for (format, k, rows) in [
+        (HeadFormat::F16 { finite: true }, 64usize, 13usize),
+        (HeadFormat::F16 { finite: false }, 40, 7),
+        (HeadFormat::BF16, 256, 5),
+        (HeadFormat::ScaledI8 { group: 32 }, 96, 11),
+        (HeadFormat::ScaledI8 { group: 16 }, 256, 6),
+    ] {
+        let bytes = match format {
+            HeadFormat::ScaledI8 { group } => {
+                let dtype = if group == 32 { DType::Q8_0 } else { DType::Q6K };
+                let rb = dtype.row_bytes(k as u64).unwrap() as usize;
+                let mut raw = vec![0u8; rb * rows];
+                for r in 0..rows {
+                    let x: Vec<f32> = (0..k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+                    bitnetc_models::quant::quantize_row(dtype, &x, &mut raw[r * rb..(r + 1) * rb])
+                        .unwrap();
+                }
+                repack_scaled_i8(dtype, &raw, k, rows).unwrap()
+            }
+            _ => table(&mut rng, format, k * rows),
+        };
+        let x: Vec<f32> = (0..k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let x_bytes: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let shape = HeadShape { k, rows, format };
+        for at_end in [true, false] {
+            let gt = Guarded::new(&bytes, at_end);
+            let gx = Guarded::new(&x_bytes, at_end);
+            let mut go = Guarded::new(&vec![0u8; 4 * rows], at_end);
+            for &level in &levels {
+                for params in [HeadParams::default(), HeadParams { rows: 3, unroll: 1 }] {
+                    let kern = HeadKernel::compile(&shape, &params, level).unwrap();
+                    let mut want = vec![0.0f32; rows];
+                    kern.run(&bytes, &x, &mut want, 0..rows).unwrap();
+                    // The guarded copies (the finite-F16 path prescales x into its own buffer;
+                    // the others read it in place).
+                    kern.run(gt.bytes(), gx.f32s(), go.f32s_mut(), 0..rows)
+                        .unwrap();
+                    let got: Vec<u32> = go.f32s().iter().map(|v| v.to_bits()).collect();
+                    let w: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
+                    assert_eq!(got, w, "{format:?} K={k} rows={rows} {level} {params:?}");
+                }
+            }
+        }
     }
 }
