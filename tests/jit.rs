@@ -134,8 +134,8 @@ fn jit_equals_reference_on_tiny_models_at_every_isa_level() {
     for ty in ["i2_s", "tq1_0", "tq2_0"] {
         check_model(&model("bitnet-b1.58", "tiny", ty, "f16"), "24", &levels);
     }
-    // BF16, Q8_0 and Q6_K heads, and the 1bitLLM architecture.
-    for emb in ["bf16", "q8_0", "q6_k"] {
+    // BF16, F32, Q8_0 and Q6_K heads, and the 1bitLLM architecture.
+    for emb in ["bf16", "f32", "q8_0", "q6_k"] {
         check_model(&model("bitnet-b1.58", "tiny", "i2_s", emb), "12", &levels);
     }
     check_model(&model("bitnet", "tiny", "tq2_0", "f16"), "12", &levels);
@@ -195,32 +195,21 @@ fn receipts_name_generated_kernels_and_mark_fallbacks() {
             "{k}"
         );
     }
-    // Q6_K and Q8_0 heads run generated kernels on the repacked table.
-    for emb in ["q6_k", "q8_0"] {
+    // Q6_K and Q8_0 heads run generated kernels on the repacked table, F32 ones directly, so
+    // no op of a generated model falls back any more; `--strict` on a fallback is covered by
+    // `tests/bench.rs::strict_cli_fails_on_a_fallback_and_names_the_op`.
+    for emb in ["q6_k", "q8_0", "f32"] {
         let v = kernels(&model("bitnet-b1.58", "tiny", "tq2_0", emb));
         assert_eq!(v["compute_path"], "real", "{emb}: {v}");
+        for k in v["kernels"].as_array().unwrap() {
+            if k["op"] == "output_head" {
+                assert!(
+                    k["kernel"].as_str().unwrap().starts_with("jit.head."),
+                    "{k}"
+                );
+            }
+        }
     }
-    // An F32 head has no generated kernel yet: the op is marked as a fallback and --strict
-    // refuses the run.
-    let q6 = model("bitnet-b1.58", "tiny", "tq2_0", "f32");
-    let v = kernels(&q6);
-    assert_ne!(v["compute_path"], "real", "{v}");
-    let out = bitnetc(&[
-        "bench",
-        "-m",
-        q6.to_str().unwrap(),
-        "-p",
-        "4",
-        "-n",
-        "0",
-        "-r",
-        "1",
-        "--no-warmup",
-        "--strict",
-    ]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("output_head"), "{err}");
 }
 
 #[test]

@@ -31,7 +31,7 @@ fn decode(format: HeadFormat, bytes: &[u8]) -> Vec<f32> {
             match format {
                 HeadFormat::BF16 => bf16::from_bits(bits).to_f32(),
                 HeadFormat::F16 { .. } => f16::from_bits(bits).to_f32(),
-                HeadFormat::ScaledI8 { .. } => unreachable!("16-bit formats only"),
+                _ => unreachable!("16-bit formats only"),
             }
         })
         .collect()
@@ -50,7 +50,7 @@ fn table(rng: &mut ChaCha8Rng, format: HeadFormat, n: usize) -> Vec<u8> {
             let bits = match format {
                 HeadFormat::BF16 => bf16::from_f32(v).to_bits(),
                 HeadFormat::F16 { .. } => f16::from_f32(v).to_bits(),
-                HeadFormat::ScaledI8 { .. } => unreachable!("16-bit formats only"),
+                _ => unreachable!("16-bit formats only"),
             };
             bits.to_le_bytes()
         })
@@ -269,6 +269,7 @@ fn compiles_for_aarch64() {
             HeadFormat::BF16,
             HeadFormat::ScaledI8 { group: 16 },
             HeadFormat::ScaledI8 { group: 32 },
+            HeadFormat::F32,
         ] {
             let shape = HeadShape {
                 k: 2560,
@@ -366,6 +367,7 @@ fn head_kernels_stay_inside_guarded_buffers() {
         (HeadFormat::BF16, 256, 5),
         (HeadFormat::ScaledI8 { group: 32 }, 96, 11),
         (HeadFormat::ScaledI8 { group: 16 }, 256, 6),
+        (HeadFormat::F32, 48, 9),
     ] {
         let bytes = match format {
             HeadFormat::ScaledI8 { group } => {
@@ -379,6 +381,9 @@ fn head_kernels_stay_inside_guarded_buffers() {
                 }
                 repack_scaled_i8(dtype, &raw, k, rows).unwrap()
             }
+            HeadFormat::F32 => (0..k * rows)
+                .flat_map(|_| rng.gen_range(-2.0f32..2.0).to_le_bytes())
+                .collect(),
             _ => table(&mut rng, format, k * rows),
         };
         let x: Vec<f32> = (0..k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
@@ -401,6 +406,35 @@ fn head_kernels_stay_inside_guarded_buffers() {
                     let w: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
                     assert_eq!(got, w, "{format:?} K={k} rows={rows} {level} {params:?}");
                 }
+            }
+        }
+    }
+}
+
+/// F32 tables: the reference dot of the stored values, bit for bit, at every level.
+#[test]
+fn f32_heads_match_the_reference_dot() {
+    let mut rng = ChaCha8Rng::seed_from_u64(41);
+    let levels = HostFeatures::detect().unwrap().supported_levels();
+    for (k, rows) in [(8usize, 3usize), (256, 37), (2560, 11)] {
+        let t: Vec<f32> = (0..k * rows).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
+        let bytes: Vec<u8> = t.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let x: Vec<f32> = (0..k).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
+        let want: Vec<u32> = (0..rows)
+            .map(|r| dot_reference(&t[r * k..(r + 1) * k], &x).to_bits())
+            .collect();
+        let shape = HeadShape {
+            k,
+            rows,
+            format: HeadFormat::F32,
+        };
+        for &level in &levels {
+            for params in [HeadParams::default(), HeadParams { rows: 3, unroll: 4 }] {
+                let kern = HeadKernel::compile(&shape, &params, level).unwrap();
+                let mut got = vec![f32::NAN; rows];
+                kern.run(&bytes, &x, &mut got, 0..rows).unwrap();
+                let g: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+                assert_eq!(g, want, "K={k} rows={rows} {level} {params:?}");
             }
         }
     }

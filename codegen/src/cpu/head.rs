@@ -49,6 +49,8 @@ pub enum HeadFormat {
     },
     /// bfloat16 (the upper half of an f32).
     BF16,
+    /// Plain f32.
+    F32,
     /// Int8 codes with one f32 scale per `group` elements: a row is `K` i8 codes followed by
     /// `K/group` f32 scales, element `e` being `scale[e / group] · code[e]`. Q8_0 (group 32)
     /// and Q6_K (group 16) tables are repacked into it at load ([`repack_scaled_i8`]) with the
@@ -67,6 +69,7 @@ impl HeadFormat {
         match dtype {
             DType::F16 => Some(HeadFormat::F16 { finite }),
             DType::BF16 => Some(HeadFormat::BF16),
+            DType::F32 => Some(HeadFormat::F32),
             DType::Q8_0 => Some(HeadFormat::ScaledI8 { group: 32 }),
             DType::Q6K => Some(HeadFormat::ScaledI8 { group: 16 }),
             _ => None,
@@ -79,6 +82,7 @@ impl HeadFormat {
             HeadFormat::F16 { finite: true } => "f16_finite",
             HeadFormat::F16 { finite: false } => "f16",
             HeadFormat::BF16 => "bf16",
+            HeadFormat::F32 => "f32",
             HeadFormat::ScaledI8 { group: 32 } => "i8x32",
             HeadFormat::ScaledI8 { .. } => "i8x16",
         }
@@ -88,6 +92,7 @@ impl HeadFormat {
     pub fn row_bytes(self, k: usize) -> usize {
         match self {
             HeadFormat::F16 { .. } | HeadFormat::BF16 => 2 * k,
+            HeadFormat::F32 => 4 * k,
             HeadFormat::ScaledI8 { group } => k + 4 * (k / group),
         }
     }
@@ -96,6 +101,7 @@ impl HeadFormat {
     fn elem_bytes(self) -> usize {
         match self {
             HeadFormat::ScaledI8 { .. } => 1,
+            HeadFormat::F32 => 4,
             _ => 2,
         }
     }
@@ -298,8 +304,8 @@ impl Emitter {
     /// Converts the low or high four elements of the 16-byte vector `h` to f32x4.
     fn widen(&self, b: &mut FunctionBuilder, h: Value, high: bool) -> Value {
         match self.format {
-            HeadFormat::ScaledI8 { .. } => {
-                unreachable!("scaled int8 rows are widened in rows_block")
+            HeadFormat::ScaledI8 { .. } | HeadFormat::F32 => {
+                unreachable!("int8 and f32 rows are converted in rows_block")
             }
             HeadFormat::BF16 => {
                 let u = if high {
@@ -388,7 +394,11 @@ impl Emitter {
         let ot = params[0];
         let mut accs = params[1..].to_vec();
         // x offset = (4 / eb) · table offset.
-        let ox = b.ins().ishl_imm_u(ot, if eb == 2 { 1 } else { 2 });
+        let ox = match eb {
+            4 => ot,
+            2 => b.ins().ishl_imm_u(ot, 1),
+            _ => b.ins().ishl_imm_u(ot, 2),
+        };
         let xp = b.ins().iadd(self.x, ox);
         let tps: Vec<Value> = bases.iter().map(|&p| b.ins().iadd(p, ot)).collect();
         for u in 0..self.unroll {
@@ -412,6 +422,10 @@ impl Emitter {
                         let hh = b.ins().fcvt_from_sint(types::F32X4, hh);
                         (b.ins().fmul(sc, l), b.ins().fmul(sc, hh))
                     }
+                    HeadFormat::F32 => (
+                        b.ins().load(types::F32X4, LOAD, tp, (32 * u) as i32),
+                        b.ins().load(types::F32X4, LOAD, tp, (32 * u + 16) as i32),
+                    ),
                     _ => {
                         let h = b.ins().load(types::I16X8, LOAD, tp, (16 * u) as i32);
                         (self.widen(b, h, false), self.widen(b, h, true))
