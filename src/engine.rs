@@ -179,8 +179,22 @@ impl Engine {
     pub fn load(path: impl AsRef<Path>, opts: &EngineOptions) -> anyhow::Result<Engine> {
         let path = path.as_ref();
         let start = Instant::now();
-        let model =
-            Model::load(path, &opts.load).with_context(|| format!("loading {}", path.display()))?;
+        // An ahead-of-time artifact: its GGUF section, repacked weights, parameters and ISA.
+        let artifact = if crate::artifact::is_artifact(path) {
+            Some(crate::artifact::open(path)?)
+        } else {
+            None
+        };
+        let model = match &artifact {
+            Some(a) => {
+                let (off, len) = a.model_range;
+                let file = bitnetc_models::gguf::GgufFile::open_range(path, off, len)
+                    .with_context(|| format!("reading the model section of {}", path.display()))?;
+                Model::from_gguf(file, &opts.load)
+            }
+            None => Model::load(path, &opts.load),
+        }
+        .with_context(|| format!("loading {}", path.display()))?;
         let threads = if opts.threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
@@ -191,11 +205,23 @@ impl Engine {
                 Backend::Reference(ReferenceBackend::new(model.graph.clone(), threads)?)
             }
             BackendKind::Jit => {
-                let jit = JitOptions {
-                    threads,
-                    isa: opts.isa,
-                    tuning: opts.tuning.open()?.map(Arc::new),
-                    ..JitOptions::default()
+                let jit = match artifact {
+                    Some(a) => JitOptions {
+                        threads,
+                        isa: a.isa,
+                        tuning: Some(Arc::new(TuneCache::in_memory(
+                            HostFingerprint::detect()?,
+                            a.tuning,
+                        ))),
+                        prepared: Some(Arc::new(a.weights)),
+                        ..JitOptions::default()
+                    },
+                    None => JitOptions {
+                        threads,
+                        isa: opts.isa,
+                        tuning: opts.tuning.open()?.map(Arc::new),
+                        ..JitOptions::default()
+                    },
                 };
                 Backend::Jit(
                     JitBackend::new(model.graph.clone(), &jit)

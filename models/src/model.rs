@@ -37,7 +37,12 @@ pub struct Model {
 impl Model {
     /// Opens and fully validates a model file.
     pub fn load(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Model, ModelError> {
-        let file = GgufFile::open(path)?;
+        Model::from_gguf(GgufFile::open(path)?, opts)
+    }
+
+    /// Loads the model of an opened GGUF (e.g. the model section of an artifact, see
+    /// [`GgufFile::open_range`]).
+    pub fn from_gguf(file: GgufFile, opts: &LoadOptions) -> Result<Model, ModelError> {
         let embd = file
             .tensor("token_embd.weight")
             .ok_or_else(|| ModelError::MissingTensor("token_embd.weight".into()))?;

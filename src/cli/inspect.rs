@@ -3,7 +3,6 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use bitnetc_models::gguf::GgufFile;
 use bitnetc_models::{LoadOptions, Model};
 use clap::Args;
 
@@ -42,8 +41,11 @@ pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
     if a.kernels {
         return kernels(&a);
     }
-    let file = GgufFile::open(&a.model)?;
-    let model = Model::load(&a.model, &LoadOptions::default())?;
+    let file = bitnetc::artifact::open_gguf(&a.model)?;
+    let model = Model::from_gguf(
+        bitnetc::artifact::open_gguf(&a.model)?,
+        &LoadOptions::default(),
+    )?;
     let cfg = &model.config;
     let ternary_params: u64 = model
         .graph

@@ -2,6 +2,7 @@
 
 mod bench;
 mod chat;
+mod compile;
 mod gen_model;
 mod inspect;
 mod perplexity;
@@ -47,6 +48,9 @@ enum Command {
     Perplexity(perplexity::PerplexityArgs),
     /// Measure kernel variants for a model on this host and cache the fastest.
     Tune(tune::TuneArgs),
+    /// Write an ahead-of-time artifact: the model with its weights already prepared for this
+    /// machine's kernels, which loads faster; every command accepts it like a GGUF.
+    Compile(compile::CompileArgs),
 }
 
 /// Options shared by every command that loads a model.
@@ -189,6 +193,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::BenchReport(a) => bench::bench_report(a),
         Command::Perplexity(a) => perplexity::perplexity(a),
         Command::Tune(a) => tune::tune(a),
+        Command::Compile(a) => compile::compile(a),
     }
 }
 

@@ -100,8 +100,11 @@ pub fn tune(a: TuneArgs) -> anyhow::Result<()> {
     let Some(mut cache) = tuning_source(&a.cache_dir).open()? else {
         bail!("no cache folder on this platform: pass --cache-dir");
     };
-    let model = Model::load(&a.model, &LoadOptions::default())
-        .with_context(|| format!("loading {}", a.model.display()))?;
+    let model = Model::from_gguf(
+        bitnetc::artifact::open_gguf(&a.model)?,
+        &LoadOptions::default(),
+    )
+    .with_context(|| format!("loading {}", a.model.display()))?;
     let graph = model.graph.clone();
     let target = Target::host(eopts.isa)?;
     let isa = target.info.tag();

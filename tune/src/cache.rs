@@ -88,6 +88,22 @@ impl TuneCache {
         (cache, warnings)
     }
 
+    /// A cache that lives only in memory (e.g. the parameters an ahead-of-time artifact was
+    /// compiled with), keyed by [`KernelKey::id`].
+    pub fn in_memory(host: HostFingerprint, entries: BTreeMap<String, CacheEntry>) -> TuneCache {
+        TuneCache {
+            path: PathBuf::new(),
+            host,
+            entries,
+            added: BTreeSet::new(),
+        }
+    }
+
+    /// All entries, by [`KernelKey::id`].
+    pub fn entries(&self) -> &BTreeMap<String, CacheEntry> {
+        &self.entries
+    }
+
     /// The file this cache reads and writes.
     pub fn path(&self) -> &Path {
         &self.path

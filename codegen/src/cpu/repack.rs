@@ -159,6 +159,18 @@ impl RowScales {
 #[repr(C, align(64))]
 struct Line([u8; 64]);
 
+/// Bytes owned elsewhere (a memory-mapped artifact section), kept alive by an `Arc`.
+pub type SharedBytes = std::sync::Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+/// Where a matrix's packed bytes live.
+#[derive(Clone)]
+enum Storage {
+    /// Built here, 64-byte aligned.
+    Owned(Vec<Line>),
+    /// A 64-byte aligned range of shared bytes (an ahead-of-time artifact).
+    Shared(SharedBytes, usize),
+}
+
 /// A ternary matrix in the [`Layout`] the generated kernels read.
 #[derive(Clone)]
 pub struct RepackedMatrix {
@@ -172,7 +184,7 @@ pub struct RepackedMatrix {
     pub source: DType,
     /// Per-row scales.
     pub scales: RowScales,
-    lines: Vec<Line>,
+    lines: Storage,
     len: usize,
 }
 
@@ -342,7 +354,7 @@ impl RepackedMatrix {
             layout,
             source: dtype,
             scales,
-            lines,
+            lines: Storage::Owned(lines),
             len,
         })
     }
@@ -392,15 +404,66 @@ impl RepackedMatrix {
             layout,
             source: DType::I2S,
             scales: RowScales::Tensor(scale),
-            lines,
+            lines: Storage::Owned(lines),
             len,
         })
     }
 
     /// The packed bytes (`groups · R·K/4`).
     pub fn bytes(&self) -> &[u8] {
-        // SAFETY: `lines` holds at least `len` initialized bytes.
-        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<u8>(), self.len) }
+        match &self.lines {
+            // SAFETY: `lines` holds at least `len` initialized bytes.
+            Storage::Owned(lines) => unsafe {
+                std::slice::from_raw_parts(lines.as_ptr().cast::<u8>(), self.len)
+            },
+            Storage::Shared(bytes, start) => &(**bytes).as_ref()[*start..*start + self.len],
+        }
+    }
+
+    /// A matrix over packed bytes kept elsewhere (`bytes[start..]`, as [`RepackedMatrix::bytes`]
+    /// gave them when the matrix was built): checks the length and the 64-byte alignment the
+    /// kernels rely on.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_shared(
+        k: usize,
+        m: usize,
+        layout: Layout,
+        source: DType,
+        scales: RowScales,
+        bytes: SharedBytes,
+        start: usize,
+        len: usize,
+    ) -> Result<RepackedMatrix, CodegenError> {
+        layout.validate()?;
+        let want = layout.groups(m) * layout.group_bytes(k);
+        let all = (*bytes).as_ref();
+        let bad = |p: String| CodegenError::Weight {
+            name: format!("prepared {m}x{k} matrix"),
+            problem: p,
+        };
+        if len != want || start.checked_add(len).is_none_or(|e| e > all.len()) {
+            return Err(bad(format!(
+                "{len} bytes at {start} of {} (expected {want})",
+                all.len()
+            )));
+        }
+        if !(all.as_ptr() as usize + start).is_multiple_of(64) {
+            return Err(bad("bytes are not 64-byte aligned".into()));
+        }
+        if let RowScales::PerRow(v) = &scales {
+            if v.len() != m {
+                return Err(bad(format!("{} row scales for {m} rows", v.len())));
+            }
+        }
+        Ok(RepackedMatrix {
+            k,
+            m,
+            layout,
+            source,
+            scales,
+            lines: Storage::Shared(bytes, start),
+            len,
+        })
     }
 
     /// Number of row groups.

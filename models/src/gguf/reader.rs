@@ -87,6 +87,36 @@ impl GgufFile {
         })
     }
 
+    /// Opens, maps and validates the GGUF stored in bytes `offset..offset + len` of a larger
+    /// file (an ahead-of-time artifact's model section); `offset` must be a multiple of the
+    /// page size.
+    pub fn open_range(
+        path: impl AsRef<Path>,
+        offset: u64,
+        len: usize,
+    ) -> Result<GgufFile, GgufError> {
+        let path = path.as_ref().to_path_buf();
+        let io = |source| GgufError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = std::fs::File::open(&path).map_err(io)?;
+        // SAFETY: as in `open`: a read-only map of a file bitnetc does not write while mapped.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(offset)
+                .len(len)
+                .map(&file)
+        }
+        .map_err(io)?;
+        let header = parse_header(&map)?;
+        Ok(GgufFile {
+            path,
+            map: Arc::new(map),
+            header,
+        })
+    }
+
     /// The path the file was opened from.
     pub fn path(&self) -> &Path {
         &self.path

@@ -16,7 +16,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bitnetc_codegen::cpu::{GemvKernel, GemvParams, GemvShape, IsaLevel, Layout, Target};
+use bitnetc_codegen::cpu::{
+    GemvKernel, GemvParams, GemvShape, IsaLevel, Layout, RepackedMatrix, Target,
+};
 use bitnetc_ir::{Graph, Op, Weight};
 use bitnetc_tune::{KernelKey, KernelKind, ParamSource, TuneCache};
 
@@ -48,6 +50,9 @@ pub struct JitOptions {
     /// Tuned parameters; a kernel with an entry here uses it instead of `layout`, `gemv`,
     /// `prompt` or the head default.
     pub tuning: Option<Arc<TuneCache>>,
+    /// Ternary weights already repacked (an ahead-of-time artifact's), by weight name; one whose
+    /// layout is the one chosen for its shape is used as is instead of repacking.
+    pub prepared: Option<Arc<HashMap<String, RepackedMatrix>>>,
 }
 
 impl Default for JitOptions {
@@ -59,6 +64,7 @@ impl Default for JitOptions {
             gemv: GemvParams::default(),
             prompt: GemvParams::prompt_default(4),
             tuning: None,
+            prepared: None,
         }
     }
 }
@@ -201,7 +207,18 @@ impl JitBackend {
                     let w = graph.weight(*weight);
                     let (k, m) = (w.dims[0] as usize, w.dims[1] as usize);
                     let (layout, _, _) = tuned.gemv(k, m, opts);
-                    plans.push((i, LinearPlan::repack(w, layout)));
+                    let ready = opts
+                        .prepared
+                        .as_ref()
+                        .and_then(|p| p.get(&w.name))
+                        .filter(|r| r.layout == layout && r.k == k && r.m == m);
+                    plans.push((
+                        i,
+                        match ready {
+                            Some(r) => Ok(r.clone()),
+                            None => LinearPlan::repack(w, layout),
+                        },
+                    ));
                 }
             }
         });
@@ -305,6 +322,23 @@ impl JitBackend {
             repack_time,
             isa: opts.isa,
         })
+    }
+
+    /// The repacked ternary weights, by weight name (what an ahead-of-time artifact stores).
+    pub fn repacked_weights(&self) -> Vec<(&str, &RepackedMatrix)> {
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (node, plan) in self.graph.nodes.iter().zip(&self.linears) {
+            if let (Op::TernaryLinear { weight, .. }, Some(LinearPlan::Generated { matrix, .. })) =
+                (&node.op, plan)
+            {
+                let name = self.graph.weight(*weight).name.as_str();
+                if seen.insert(name) {
+                    out.push((name, matrix));
+                }
+            }
+        }
+        out
     }
 
     /// The graph being executed.
