@@ -8,10 +8,25 @@ use std::process::Command;
 
 use bitnetc::{Engine, EngineOptions, GenerateRequest};
 
-/// The folder cargo put this crate's cdylib in (`target/<profile>`).
+/// The cdylib's file name on this platform.
+fn lib_name() -> &'static str {
+    if cfg!(target_os = "macos") {
+        "libbitnetc_c.dylib"
+    } else {
+        "libbitnetc_c.so"
+    }
+}
+
+/// The folder cargo put this crate's cdylib in: `target/<profile>/deps` (beside this test, where
+/// `cargo test` builds it) or `target/<profile>` (after `cargo build`).
 fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf() // …/deps/<test> → …/<profile>
+    let deps = exe.parent().unwrap().to_path_buf();
+    if deps.join(lib_name()).exists() {
+        deps
+    } else {
+        deps.parent().unwrap().to_path_buf()
+    }
 }
 
 /// The tiny preset (I2_S, F16 embedding), written through the library.
@@ -44,11 +59,7 @@ fn c_example_compiles_runs_and_matches_the_rust_api() {
 
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let lib = lib_dir();
-    let so = lib.join(if cfg!(target_os = "macos") {
-        "libbitnetc_c.dylib"
-    } else {
-        "libbitnetc_c.so"
-    });
+    let so = lib.join(lib_name());
     assert!(so.exists(), "cdylib not built at {}", so.display());
     let exe = dir.path().join("generate");
     let cc = Command::new(c_compiler())
