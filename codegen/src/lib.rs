@@ -7,8 +7,11 @@
 //!   tokens for prompts).
 //! * [`cpu::head`]: the F16/BF16 output-head generator.
 //! * [`cpu::pool`]: the persistent worker pool the kernels run on.
+//! * [`cuda`]: CUDA C sources generated per model shape for the GPU backend (compiled at run
+//!   time with NVRTC by the runtime; nothing here needs CUDA).
 
 pub mod cpu;
+pub mod cuda;
 
 /// Why a kernel could not be generated or run.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -14,4 +14,6 @@ pub use gemv::{
 };
 pub use isa::{HostFeatures, IsaLevel, Target, TargetInfo};
 pub use pool::WorkerPool;
-pub use repack::{ExpandedActivations, ExpandedBatch, Layout, RepackedMatrix, RowScales};
+pub use repack::{
+    ExpandedActivations, ExpandedBatch, Layout, RepackedMatrix, RowScales, TernaryRows,
+};

@@ -222,14 +222,26 @@ fn uniform_scale(codes: &[u8], scales: &[f32]) -> Option<f32> {
     Some(shared.unwrap_or(0.0))
 }
 
-impl RepackedMatrix {
-    /// Repacks a ternary weight (`dims = [K, M]`, I2_S / TQ1_0 / TQ2_0).
+/// A ternary weight (`dims = [K, M]`, I2_S / TQ1_0 / TQ2_0), checked and decoded one row at a
+/// time into unsigned codes `0/1/2` and the row's scale. Every backend's repacking starts here.
+pub struct TernaryRows<'w> {
+    name: &'w str,
+    dtype: DType,
+    bytes: &'w [u8],
+    /// Inputs per row.
+    pub k: usize,
+    /// Rows (outputs).
+    pub m: usize,
+    /// The tensor's scale (I2_S); `None` for per-row scales (TQ1_0 / TQ2_0).
+    pub tensor_scale: Option<f32>,
+}
+
+impl<'w> TernaryRows<'w> {
+    /// Checks a ternary weight.
     ///
-    /// Errors: other formats; K not a multiple of the format's block; bad payload length; code 3;
-    /// invalid scales; a TQ row whose non-empty blocks have different scales (per-block scales
-    /// are not supported by the generated kernels yet).
-    pub fn from_weight(weight: &Weight, layout: Layout) -> Result<RepackedMatrix, CodegenError> {
-        layout.validate()?;
+    /// Errors: other formats; K not a multiple of the format's block; bad payload length;
+    /// invalid scales.
+    pub fn new(weight: &'w Weight) -> Result<TernaryRows<'w>, CodegenError> {
         let name = weight.name.as_str();
         if weight.dims.len() != 2 {
             return Err(CodegenError::Weight {
@@ -274,47 +286,84 @@ impl RepackedMatrix {
                 None
             }
         };
+        Ok(TernaryRows {
+            name,
+            dtype,
+            bytes,
+            k,
+            m,
+            tensor_scale,
+        })
+    }
 
-        // Decodes row `row` into `codes`, returning its scale (TQ) or None (I2_S).
-        let decode_row = |row: usize, codes: &mut [u8], blk: &mut [f32]| {
-            match dtype {
-                DType::I2S => {
-                    i2s::decode_codes(bytes, row * k, codes).map_err(|e| quant_err(name, e))?
+    /// The source format.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Decodes row `row` into `codes` (`k` of them) and returns its scale: the row's shared
+    /// 256-block scale for TQ (0 for an all-zero row), 0 for I2_S (see `tensor_scale`). `blk`
+    /// is scratch for `k / 256` block scales.
+    ///
+    /// Errors: a code 3; a TQ row whose non-empty blocks have different scales (per-block
+    /// scales are not supported by the generated kernels yet).
+    pub fn decode(
+        &self,
+        row: usize,
+        codes: &mut [u8],
+        blk: &mut [f32],
+    ) -> Result<f32, CodegenError> {
+        let (name, dtype, bytes, k) = (self.name, self.dtype, self.bytes, self.k);
+        match dtype {
+            DType::I2S => {
+                i2s::decode_codes(bytes, row * k, codes).map_err(|e| quant_err(name, e))?
+            }
+            DType::TQ2_0 | DType::TQ1_0 => {
+                let rb = dtype.row_bytes(k as u64).expect("checked") as usize;
+                let src = &bytes[row * rb..(row + 1) * rb];
+                if dtype == DType::TQ2_0 {
+                    tq2_0::decode_row_codes(src, codes, blk)
+                } else {
+                    tq1_0::decode_row_codes(src, codes, blk)
                 }
-                DType::TQ2_0 | DType::TQ1_0 => {
-                    let rb = dtype.row_bytes(k as u64).expect("checked") as usize;
-                    let src = &bytes[row * rb..(row + 1) * rb];
-                    if dtype == DType::TQ2_0 {
-                        tq2_0::decode_row_codes(src, codes, blk)
-                    } else {
-                        tq1_0::decode_row_codes(src, codes, blk)
-                    }
-                    .map_err(|e| quant_err(name, e))?
-                }
-                _ => unreachable!("checked above"),
+                .map_err(|e| quant_err(name, e))?
             }
-            // The max folds into vector code; the position is only looked for on failure.
-            let max = codes.iter().fold(0u8, |m, &c| m.max(c));
-            if let Some(i) = codes.iter().position(|&c| c > 2).filter(|_| max > 2) {
-                return Err(quant_err(
-                    name,
-                    QuantError::BadCode {
-                        dtype,
-                        index: row * k + i,
-                        code: codes[i],
-                    },
-                ));
-            }
-            if tensor_scale.is_some() {
-                return Ok(0.0);
-            }
-            uniform_scale(codes, blk).ok_or_else(|| {
-                CodegenError::Unsupported(format!(
-                    "{name}: row {row} has 256-blocks with different {dtype} scales; \
-                     per-block scales are not supported by the generated kernels yet"
-                ))
-            })
-        };
+            _ => unreachable!("checked in new"),
+        }
+        // The max folds into vector code; the position is only looked for on failure.
+        let max = codes.iter().fold(0u8, |m, &c| m.max(c));
+        if let Some(i) = codes.iter().position(|&c| c > 2).filter(|_| max > 2) {
+            return Err(quant_err(
+                name,
+                QuantError::BadCode {
+                    dtype,
+                    index: row * k + i,
+                    code: codes[i],
+                },
+            ));
+        }
+        if self.tensor_scale.is_some() {
+            return Ok(0.0);
+        }
+        uniform_scale(codes, blk).ok_or_else(|| {
+            CodegenError::Unsupported(format!(
+                "{name}: row {row} has 256-blocks with different {dtype} scales; \
+                 per-block scales are not supported by the generated kernels yet"
+            ))
+        })
+    }
+}
+
+impl RepackedMatrix {
+    /// Repacks a ternary weight (`dims = [K, M]`, I2_S / TQ1_0 / TQ2_0).
+    ///
+    /// Errors: those of [`TernaryRows::new`] and [`TernaryRows::decode`].
+    pub fn from_weight(weight: &Weight, layout: Layout) -> Result<RepackedMatrix, CodegenError> {
+        layout.validate()?;
+        let src = TernaryRows::new(weight)?;
+        let (k, m, dtype, tensor_scale) = (src.k, src.m, src.dtype, src.tensor_scale);
+        let decode_row =
+            |row: usize, codes: &mut [u8], blk: &mut [f32]| src.decode(row, codes, blk);
 
         let r = layout.rows_per_group;
         let gb = layout.group_bytes(k);
