@@ -8,7 +8,8 @@ use anyhow::Context;
 use bitnetc_codegen::cpu::IsaLevel;
 use bitnetc_models::{LoadOptions, Model};
 use bitnetc_runtime::{
-    JitBackend, JitOptions, LogitsFor, ReferenceBackend, Sampler, SamplerConfig, Session,
+    CudaBackend, CudaOptions, JitBackend, JitOptions, LogitsFor, ReferenceBackend, Sampler,
+    SamplerConfig, Session,
 };
 use bitnetc_tune::{HostFingerprint, TuneCache};
 use serde::Serialize;
@@ -21,6 +22,8 @@ pub enum BackendKind {
     Jit,
     /// The plain Rust executor with the reference numerics (the oracle).
     Reference,
+    /// CUDA kernels generated for this model's shapes, compiled with NVRTC for the GPU.
+    Cuda,
 }
 
 /// How to load a model.
@@ -87,6 +90,7 @@ impl Default for EngineOptions {
 enum Backend {
     Reference(ReferenceBackend),
     Jit(JitBackend),
+    Cuda(CudaBackend),
 }
 
 /// A loaded model with a backend ready to run it.
@@ -204,6 +208,23 @@ impl Engine {
             BackendKind::Reference => {
                 Backend::Reference(ReferenceBackend::new(model.graph.clone(), threads)?)
             }
+            BackendKind::Cuda => {
+                let cache_dir = match &opts.tuning {
+                    TuningSource::Off => None,
+                    TuningSource::Dir(d) => Some(d.clone()),
+                    TuningSource::DefaultDir => TuneCache::default_dir(),
+                };
+                Backend::Cuda(
+                    CudaBackend::new(
+                        model.graph.clone(),
+                        &CudaOptions {
+                            device: 0,
+                            cache_dir,
+                        },
+                    )
+                    .context("starting the CUDA backend")?,
+                )
+            }
             BackendKind::Jit => {
                 let jit = match artifact {
                     Some(a) => JitOptions {
@@ -257,6 +278,7 @@ impl Engine {
         match &self.backend {
             Backend::Reference(_) => "reference",
             Backend::Jit(_) => "jit",
+            Backend::Cuda(_) => "cuda",
         }
     }
 
@@ -264,13 +286,16 @@ impl Engine {
     pub fn jit(&self) -> Option<&JitBackend> {
         match &self.backend {
             Backend::Jit(j) => Some(j),
-            Backend::Reference(_) => None,
+            Backend::Reference(_) | Backend::Cuda(_) => None,
         }
     }
 
     /// Seconds spent compiling kernels while loading (`None`: the backend compiles nothing).
     pub fn compile_seconds(&self) -> Option<f64> {
-        self.jit().map(|j| j.compile_time().as_secs_f64())
+        match &self.backend {
+            Backend::Cuda(c) => Some(c.compile_time().0.as_secs_f64()),
+            _ => self.jit().map(|j| j.compile_time().as_secs_f64()),
+        }
     }
 
     /// The kernel each op of the graph runs, in execution order; `fallback` marks an op that
@@ -279,6 +304,7 @@ impl Engine {
         let graph = &self.model.graph;
         let choices: Vec<(String, bool)> = match &self.backend {
             Backend::Reference(r) => r.kernel_names().into_iter().map(|n| (n, false)).collect(),
+            Backend::Cuda(c) => c.kernel_names().into_iter().map(|n| (n, false)).collect(),
             Backend::Jit(j) => j
                 .kernel_choices()
                 .into_iter()
@@ -309,6 +335,7 @@ impl Engine {
         Ok(match &self.backend {
             Backend::Reference(r) => r.forward(session, tokens, want)?,
             Backend::Jit(j) => j.forward(session, tokens, want)?,
+            Backend::Cuda(c) => c.forward(session, tokens, want)?,
         })
     }
 
@@ -322,6 +349,7 @@ impl Engine {
         match &self.backend {
             Backend::Reference(r) => r.new_session(n_ctx),
             Backend::Jit(j) => j.new_session(n_ctx),
+            Backend::Cuda(c) => c.new_session(n_ctx),
         }
     }
 

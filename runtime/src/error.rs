@@ -36,6 +36,9 @@ pub enum RuntimeError {
         /// The OS error.
         problem: String,
     },
+    /// The CUDA backend cannot start or run.
+    #[error("{0}")]
+    Cuda(crate::cuda::CudaError),
     /// A kernel could not be generated, compiled or run.
     #[error("code generation: {0}")]
     Codegen(#[from] bitnetc_codegen::CodegenError),

@@ -25,8 +25,11 @@ pub enum LogitsFor {
 
 /// A sequence being evaluated: its KV cache.
 pub struct Session {
-    /// Keys and values of the positions processed so far.
+    /// Keys and values of the positions processed so far (on the host; a device backend only
+    /// keeps the positions' count here).
     pub kv: KvCache,
+    /// State a device backend keeps for the sequence (its KV cache in device memory).
+    pub device: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl Session {
@@ -37,6 +40,7 @@ impl Session {
         let cap = n_ctx.min(info.n_ctx as usize).max(1);
         Session {
             kv: KvCache::new(info.n_kv_layers as usize, info.kv_width as usize, cap),
+            device: None,
         }
     }
 

@@ -17,7 +17,7 @@ use bitnetc::Engine;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{ActivationChoice, BackendChoice, IsaChoice, ModelArgs, PreSplitChoice};
+use super::{ActivationChoice, BackendChoice, DeviceChoice, IsaChoice, ModelArgs, PreSplitChoice};
 
 /// Regression thresholds, in percent.
 #[derive(Args, Debug, Clone)]
@@ -95,9 +95,12 @@ pub struct BenchArgs {
     /// Skip the warm-up run of each test.
     #[arg(long)]
     pub no_warmup: bool,
-    /// Backend executing the model.
+    /// Backend executing the model on the CPU.
     #[arg(long, value_enum, default_value_t = BackendChoice::Jit)]
     pub backend: BackendChoice,
+    /// Where the model runs (`cuda`: the CUDA backend on GPU 0).
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    pub device: DeviceChoice,
     /// Instruction-set level of the generated kernels (never above what this CPU has).
     #[arg(long, value_enum, default_value_t = IsaChoice::Native)]
     pub isa: IsaChoice,
@@ -187,6 +190,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
             model: a.model.clone(),
             threads: t,
             backend: a.backend,
+            device: a.device,
             isa: a.isa,
             activation: a.activation,
             pre_tokenizer: a.pre_tokenizer,

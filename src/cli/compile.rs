@@ -8,7 +8,7 @@ use bitnetc::artifact;
 use bitnetc::Engine;
 use clap::Args;
 
-use super::{BackendChoice, IsaChoice, ModelArgs};
+use super::{BackendChoice, DeviceChoice, IsaChoice, ModelArgs};
 
 /// Arguments of `bitnetc compile`.
 #[derive(Args, Debug)]
@@ -43,6 +43,7 @@ pub fn compile(a: CompileArgs) -> anyhow::Result<()> {
         model: a.model.clone(),
         threads: 0,
         backend: BackendChoice::Jit,
+        device: DeviceChoice::Cpu,
         isa: a.isa,
         activation: None,
         pre_tokenizer: None,

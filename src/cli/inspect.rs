@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use bitnetc_models::{LoadOptions, Model};
 use clap::Args;
 
-use super::{BackendChoice, IsaChoice, ModelArgs};
+use super::{BackendChoice, DeviceChoice, IsaChoice, ModelArgs};
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
@@ -35,11 +35,18 @@ pub struct InspectArgs {
     /// With --kernels: folder of the tune cache (default: $XDG_CACHE_HOME/bitnetc).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// Print the CUDA C the CUDA backend generates for this model (one translation unit, as
+    /// NVRTC compiles it), then what each op runs; needs no GPU.
+    #[arg(long, conflicts_with = "kernels")]
+    pub cuda_source: bool,
 }
 
 pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
     if a.kernels {
         return kernels(&a);
+    }
+    if a.cuda_source {
+        return cuda_source(&a);
     }
     let file = bitnetc::artifact::open_gguf(&a.model)?;
     let model = Model::from_gguf(
@@ -115,6 +122,7 @@ fn kernels(a: &InspectArgs) -> anyhow::Result<()> {
         model: a.model.clone(),
         threads: a.threads,
         backend: BackendChoice::Jit,
+        device: DeviceChoice::Cpu,
         isa: a.isa,
         activation: None,
         pre_tokenizer: None,
@@ -196,4 +204,24 @@ fn kernels(a: &InspectArgs) -> anyhow::Result<()> {
         )?;
     }
     super::print_stdout(&o)
+}
+
+/// `inspect --cuda-source`: the generated CUDA module and each op's kernel.
+fn cuda_source(a: &InspectArgs) -> anyhow::Result<()> {
+    let model = Model::from_gguf(
+        bitnetc::artifact::open_gguf(&a.model)?,
+        &LoadOptions::default(),
+    )?;
+    let g = &model.graph;
+    let plan = bitnetc_runtime::cuda::plan::plan(g, g.info.n_ctx as usize)?;
+    let mut text = plan.module_source();
+    text.push_str("\n// What each op runs:\n");
+    for (node, kernel) in g.nodes.iter().zip(plan.node_kernel_names()) {
+        text.push_str(&format!(
+            "//   {:<24} {:<18} {kernel}\n",
+            node.label,
+            node.op.kind_name()
+        ));
+    }
+    super::print_stdout(&text)
 }

@@ -62,9 +62,13 @@ pub struct ModelArgs {
     /// Worker threads (default: all cores).
     #[arg(short = 't', long, default_value_t = 0)]
     pub threads: usize,
-    /// Backend executing the model.
+    /// Backend executing the model on the CPU.
     #[arg(long, value_enum, default_value_t = BackendChoice::Jit)]
     pub backend: BackendChoice,
+    /// Where the model runs: `cuda` uses the CUDA backend on GPU 0 (kernels generated for the
+    /// model and compiled with NVRTC; `--backend` then does not apply).
+    #[arg(long, value_enum, default_value_t = DeviceChoice::Cpu)]
+    pub device: DeviceChoice,
     /// Instruction-set level of the generated kernels (never above what this CPU has).
     #[arg(long, value_enum, default_value_t = IsaChoice::Native)]
     pub isa: IsaChoice,
@@ -94,6 +98,15 @@ pub enum BackendChoice {
     Jit,
     /// Plain Rust executor with the reference numerics.
     Reference,
+}
+
+/// Devices.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// The CPU (backend chosen by `--backend`).
+    Cpu,
+    /// An NVIDIA GPU through CUDA (driver and NVRTC loaded at run time).
+    Cuda,
 }
 
 /// Instruction-set levels for generated kernels.
@@ -132,9 +145,10 @@ impl ModelArgs {
     pub fn engine_options(&self) -> EngineOptions {
         EngineOptions {
             threads: self.threads,
-            backend: match self.backend {
-                BackendChoice::Jit => BackendKind::Jit,
-                BackendChoice::Reference => BackendKind::Reference,
+            backend: match (self.device, self.backend) {
+                (DeviceChoice::Cuda, _) => BackendKind::Cuda,
+                (DeviceChoice::Cpu, BackendChoice::Jit) => BackendKind::Jit,
+                (DeviceChoice::Cpu, BackendChoice::Reference) => BackendKind::Reference,
             },
             isa: match self.isa {
                 IsaChoice::Native => IsaLevel::Native,

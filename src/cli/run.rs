@@ -9,7 +9,7 @@ use bitnetc_models::tokenizer::StreamDecoder;
 use bitnetc_runtime::SamplerConfig;
 use clap::Args;
 
-use super::{BackendChoice, IsaChoice, ModelArgs};
+use super::{BackendChoice, DeviceChoice, IsaChoice, ModelArgs};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -99,6 +99,7 @@ impl RunArgs {
                 model,
                 threads: 0,
                 backend: BackendChoice::Jit,
+                device: DeviceChoice::Cpu,
                 isa: IsaChoice::Native,
                 activation: None,
                 pre_tokenizer: None,

@@ -18,7 +18,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
-use super::{tuning_source, BackendChoice, IsaChoice, ModelArgs};
+use super::{tuning_source, BackendChoice, DeviceChoice, IsaChoice, ModelArgs};
 
 /// Arguments of `bitnetc tune`.
 #[derive(Args, Debug)]
@@ -75,6 +75,7 @@ pub fn tune(a: TuneArgs) -> anyhow::Result<()> {
         model: a.model.clone(),
         threads: a.threads,
         backend: BackendChoice::Jit,
+        device: DeviceChoice::Cpu,
         isa: a.isa,
         activation: None,
         pre_tokenizer: None,

@@ -69,7 +69,7 @@ impl AttentionKernel {
 #define GROUP {group}
 #define NCTX {nctx}
 #define B {b}
-extern "C" __global__ void __launch_bounds__(B) {name}(
+extern "C" __global__ void __launch_bounds__({b}) {name}(
     const float* __restrict__ q, const float* __restrict__ k_cache,
     const float* __restrict__ v_cache, float* __restrict__ scores,
     float* __restrict__ out, int n_past)
