@@ -79,12 +79,12 @@ extern "C" __global__ void __launch_bounds__({b}) {name}(
     const int t = blockIdx.x, h = blockIdx.y;
     const int n = n_past + t + 1;
     const int off = (h / GROUP) * D;
-    float* sc = scores + ((size_t)t * gridDim.y + h) * NCTX;
-    for (int i = threadIdx.x; i < D; i += B) qs[i] = q[(size_t)t * QW + h * D + i];
+    float* sc = scores + ((unsigned long long)t * gridDim.y + h) * NCTX;
+    for (int i = threadIdx.x; i < D; i += B) qs[i] = q[(unsigned long long)t * QW + h * D + i];
     __syncthreads();
     float mx = -__int_as_float(0x7f800000);
     for (int j = threadIdx.x; j < n; j += B) {{
-        const float* kj = k_cache + (size_t)j * KVW + off;
+        const float* kj = k_cache + (unsigned long long)j * KVW + off;
         float acc[8] = {{0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f}};
         for (int c = 0; c < D / 8; ++c)
             for (int l = 0; l < 8; ++l) acc[l] += qs[8 * c + l] * kj[8 * c + l];
@@ -118,8 +118,8 @@ extern "C" __global__ void __launch_bounds__({b}) {name}(
     sum = red[0];
     for (int i = threadIdx.x; i < D; i += B) {{
         float o = 0.0f;
-        for (int j = 0; j < n; ++j) o += (sc[j] / sum) * v_cache[(size_t)j * KVW + off + i];
-        out[(size_t)t * QW + h * D + i] = o;
+        for (int j = 0; j < n; ++j) o += (sc[j] / sum) * v_cache[(unsigned long long)j * KVW + off + i];
+        out[(unsigned long long)t * QW + h * D + i] = o;
     }}
 }}
 #undef D

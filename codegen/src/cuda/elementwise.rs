@@ -32,8 +32,8 @@ pub fn rms_norm(width: usize, eps: f32) -> Result<KernelSource, CodegenError> {
     const float* __restrict__ x, const float* __restrict__ weight, float* __restrict__ out)
 {{
     __shared__ double red[{b}];
-    const float* xr = x + (size_t)blockIdx.x * {width};
-    float* o = out + (size_t)blockIdx.x * {width};
+    const float* xr = x + (unsigned long long)blockIdx.x * {width};
+    float* o = out + (unsigned long long)blockIdx.x * {width};
     double ss = 0.0;
     for (int i = threadIdx.x; i < {width}; i += {b}) {{
         const float v = xr[i];
@@ -76,8 +76,8 @@ pub fn quantize(width: usize) -> Result<KernelSource, CodegenError> {
     const float* __restrict__ x, signed char* __restrict__ q, float* __restrict__ q_scale)
 {{
     __shared__ float red[{b}];
-    const float* xr = x + (size_t)blockIdx.x * {width};
-    signed char* qr = q + (size_t)blockIdx.x * {pad};
+    const float* xr = x + (unsigned long long)blockIdx.x * {width};
+    signed char* qr = q + (unsigned long long)blockIdx.x * {pad};
     float m = 0.0f;
     for (int i = threadIdx.x; i < {width}; i += {b}) m = fmaxf(m, fabsf(xr[i]));
     red[threadIdx.x] = m;
@@ -123,7 +123,7 @@ pub fn rope(n_heads: usize, head_dim: usize) -> Result<KernelSource, CodegenErro
     float theta = (float)(n_past + (int)blockIdx.x);
     for (int j = 0; j < i; ++j) theta *= step;
     const float s = sinf(theta), c = cosf(theta);
-    const size_t base = (size_t)blockIdx.x * {width} + (size_t)blockIdx.y * {head_dim};
+    const unsigned long long base = (unsigned long long)blockIdx.x * {width} + (unsigned long long)blockIdx.y * {head_dim};
     const float a = x[base + i], b = x[base + i + {half}];
     out[base + i] = a * c - b * s;
     out[base + i + {half}] = a * s + b * c;

@@ -183,7 +183,7 @@ impl HeadKernel {
     if (row >= {rows}) return; // the whole warp leaves together
     const int t0 = blockIdx.y * {tt};
     const int nt = min({tt}, n_tokens - t0);
-    const unsigned char* tr = table + (size_t)row * {row_bytes};
+    const unsigned char* tr = table + (unsigned long long)row * {row_bytes};
     float acc[{tt}];
 #pragma unroll
     for (int t = 0; t < {tt}; ++t) acc[t] = 0.0f;
@@ -192,14 +192,14 @@ impl HeadKernel {
 {scale_line}{converts}#pragma unroll
         for (int t = 0; t < {tt}; ++t) {{
             if (t < nt) {{
-                const float* xt = x + (size_t)(t0 + t) * {k} + i * {v};
+                const float* xt = x + (unsigned long long)(t0 + t) * {k} + i * {v};
 {fmas}            }}
         }}
     }}
 #pragma unroll
     for (int t = 0; t < {tt}; ++t) {{
         const float s = bn_warp_sum_f(acc[t]);
-        if (lane == 0 && t < nt) out[(size_t)(t0 + t) * {rows} + row] = s;
+        if (lane == 0 && t < nt) out[(unsigned long long)(t0 + t) * {rows} + row] = s;
     }}
 }}
 "#,

@@ -251,13 +251,13 @@ extern "C" __global__ void __launch_bounds__({block}) {name}(
     int acc[TT];
 #pragma unroll
     for (int t = 0; t < TT; ++t) acc[t] = 0;
-    const {vec_ty}* wr = (const {vec_ty}*)(w + (size_t)row * (K_PAD / 16));
+    const {vec_ty}* wr = (const {vec_ty}*)(w + (unsigned long long)row * (K_PAD / 16));
     for (int i = lane; i < ROW_VECS; i += 32) {{
         const {vec_ty} c = wr[i];
 #pragma unroll
         for (int t = 0; t < TT; ++t) {{
             if (t < nt) {{
-                const int4* a = (const int4*)(q + (size_t)(t0 + t) * K_PAD) + i * {l};
+                const int4* a = (const int4*)(q + (unsigned long long)(t0 + t) * K_PAD) + i * {l};
 {dots}            }}
         }}
     }}
@@ -266,7 +266,7 @@ extern "C" __global__ void __launch_bounds__({block}) {name}(
         const int d = bn_warp_sum_i(acc[t]);
         if (lane == 0 && t < nt) {{
             const float v = ((float)d / q_scale[t0 + t]) * row_scale[row];
-            y[(size_t)(t0 + t) * M + row] = {scaled};
+            y[(unsigned long long)(t0 + t) * M + row] = {scaled};
         }}
     }}
 }}

@@ -129,8 +129,8 @@ pub(super) fn forward(
             }
             (Op::QuantizeActivation { x }, NodeKernel::Quantize { kernel, k_pad }) => {
                 let (f, src) = func(*kernel);
-                let mut q = stream
-                    .alloc_zeros::<i8>(t_count * k_pad)
+                // SAFETY: the kernel writes every element, padding included.
+                let mut q = unsafe { stream.alloc::<i8>(t_count * k_pad) }
                     .map_err(driver("allocating activations"))?;
                 let mut scale = alloc(t_count)?;
                 unsafe {

@@ -61,6 +61,9 @@ impl CudaBackend {
     /// not take; compile or upload failures.
     pub fn new(graph: Arc<Graph>, opts: &CudaOptions) -> Result<CudaBackend, RuntimeError> {
         let (ctx, info) = device::probe(opts.device)?;
+        // SAFETY: every buffer of this backend is used on the context's one default stream, so
+        // the per-buffer events that order uses across streams are not needed.
+        unsafe { ctx.disable_event_tracking() };
         let plan = plan::plan(&graph, graph.info.n_ctx as usize)?;
         let compiled = device::build_module(
             &ctx,
