@@ -142,7 +142,7 @@ pub fn tune(a: TuneArgs) -> anyhow::Result<()> {
                     TuneOutcome {
                         key: job.key.clone(),
                         entry: e.clone(),
-                        default: TunedParams::default_for(job.key.kind),
+                        default: TunedParams::default_for_key(&job.key),
                         timed_out: false,
                     },
                     true,

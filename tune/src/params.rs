@@ -173,7 +173,19 @@ impl From<PackName> for Pack {
 }
 
 impl TunedParams {
-    /// The heuristic default of a family.
+    /// The heuristic default of a kernel: its family's, with the one-token GEMV's streams
+    /// chosen for the key's ISA ([`GemvParams::decode_default_for_tag`]), as the runtime does.
+    pub fn default_for_key(key: &KernelKey) -> TunedParams {
+        match key.kind {
+            KernelKind::Gemv => TunedParams::gemv(
+                Layout::default(),
+                &GemvParams::decode_default_for_tag(&key.isa),
+            ),
+            kind => TunedParams::default_for(kind),
+        }
+    }
+
+    /// The heuristic default of a family (the one-token GEMV's for VNNI targets).
     pub fn default_for(kind: KernelKind) -> TunedParams {
         match kind {
             KernelKind::Gemv => TunedParams::gemv(Layout::default(), &GemvParams::default()),

@@ -43,7 +43,7 @@ pub fn tune_kernel(
     warn: &mut dyn FnMut(String),
 ) -> Result<TuneOutcome, TuneError> {
     let space = space_for(key.kind);
-    let default = TunedParams::default_for(key.kind);
+    let default = TunedParams::default_for_key(key);
     let start = space
         .index_of(&default)
         .ok_or_else(|| TuneError::Invalid(format!("default {default} is outside the space")))?;

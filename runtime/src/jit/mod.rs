@@ -42,8 +42,9 @@ pub struct JitOptions {
     pub isa: IsaLevel,
     /// Weight layout of the GEMV kernels.
     pub layout: Layout,
-    /// Code-shape parameters of the GEMV kernels.
-    pub gemv: GemvParams,
+    /// Code-shape parameters of the one-token GEMV kernels (`None`: the target's default,
+    /// [`GemvParams::decode_default_for`]).
+    pub gemv: Option<GemvParams>,
     /// Code-shape parameters of the token-blocked prompt kernels (`tokens` = 1: none; prompts
     /// then run one GEMV per token).
     pub prompt: GemvParams,
@@ -61,7 +62,7 @@ impl Default for JitOptions {
             threads: 1,
             isa: IsaLevel::Native,
             layout: Layout::default(),
-            gemv: GemvParams::default(),
+            gemv: None,
             prompt: GemvParams::prompt_default(4),
             tuning: None,
             prepared: None,
@@ -140,14 +141,20 @@ impl Tuned<'_> {
         self.cache?.get(key).map(|e| e.params)
     }
 
+    /// The one-token GEMV parameters when nothing is tuned: the options', else the target's.
+    fn default_gemv(&self, opts: &JitOptions) -> GemvParams {
+        opts.gemv
+            .unwrap_or_else(|| GemvParams::decode_default_for_tag(&self.isa))
+    }
+
     /// Layout and parameters of the one-token GEMV of `K × M`.
     fn gemv(&self, k: usize, m: usize, opts: &JitOptions) -> (Layout, GemvParams, ParamSource) {
         match self.get(&self.key(KernelKind::Gemv, k, m, "ternary")) {
             Some(p) => match (p.layout(), p.gemv_params()) {
                 (Some(l), Some(g)) => (l, g, ParamSource::Cache),
-                _ => (opts.layout, opts.gemv, ParamSource::Default),
+                _ => (opts.layout, self.default_gemv(opts), ParamSource::Default),
             },
-            None => (opts.layout, opts.gemv, ParamSource::Default),
+            None => (opts.layout, self.default_gemv(opts), ParamSource::Default),
         }
     }
 
