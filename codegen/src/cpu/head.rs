@@ -22,7 +22,13 @@
 //! NaNs on top. A table known at load time to hold no infinity or NaN gets a shorter sequence:
 //! no rebias at all, because the kernel is handed `x · 2^112` instead of `x` (exact while
 //! `|x| < 2^16`), and `(value · 2^-112) · (x · 2^112)` rounds exactly like `value · x`: it is the
-//! same real number. That saves two of the thirteen vector operations per eight halves.
+//! same real number. Its halves are not widened one vector at a time either: the 16-byte load
+//! is read as four i32 lanes of two halves, and an arithmetic right shift by 3 (after a left
+//! shift by 16 for the low halves) plus one mask puts each half's bits in f32 position — five
+//! integer operations per eight halves instead of seven — giving the even elements in one
+//! vector and the odd ones in the other. `HeadKernel::run` hands the kernel each block of eight
+//! activations as `[x0 x2 x4 x6 x1 x3 x5 x7]`, so each accumulator lane still holds one of the
+//! eight reference partial sums, and the final combination picks them in the reference's order.
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -317,18 +323,7 @@ impl Emitter {
                 self.as_f32(b, bits)
             }
             HeadFormat::F16 { finite: true } => {
-                // Sign-extended: bit 31 is the sign; after << 13 bits 13..27 hold
-                // exponent·mantissa and bits 28..30 copies of the sign, which the mask clears.
-                let s = if high {
-                    b.ins().swiden_high(h)
-                } else {
-                    b.ins().swiden_low(h)
-                };
-                let sh = b.ins().ishl_imm_u(s, 13);
-                let mask = self.splat_i32(b, 0x8FFF_E000);
-                let bits = b.ins().band(sh, mask);
-                // `value · 2^-112`; the caller passes `x · 2^112` (see `HeadKernel::run`).
-                self.as_f32(b, bits)
+                unreachable!("finite f16 rows are converted in pairs by `finite_pair`")
             }
             HeadFormat::F16 { finite: false } => {
                 let u = if high {
@@ -355,6 +350,21 @@ impl Emitter {
                 self.as_f32(b, bits)
             }
         }
+    }
+
+    /// Converts eight finite halves, read as four i32 lanes of two halves each, to
+    /// `value · 2^-112` as f32: the even elements (low halves) and the odd ones (high halves).
+    /// A half's sign lands on bit 31 and its exponent·mantissa on bits 13..27 after an
+    /// arithmetic shift right by 3 from the lane's top; the mask clears the three sign copies
+    /// and the other half's bits. Five integer operations per eight halves.
+    fn finite_pair(&self, b: &mut FunctionBuilder, h: Value) -> (Value, Value) {
+        let mask = self.splat_i32(b, 0x8FFF_E000);
+        let low_up = b.ins().ishl_imm_u(h, 16);
+        let even = b.ins().sshr_imm_u(low_up, 3);
+        let even = b.ins().band(even, mask);
+        let odd = b.ins().sshr_imm_u(h, 3);
+        let odd = b.ins().band(odd, mask);
+        (self.as_f32(b, even), self.as_f32(b, odd))
     }
 
     fn magic(&self, b: &mut FunctionBuilder) -> Value {
@@ -426,6 +436,12 @@ impl Emitter {
                         b.ins().load(types::F32X4, LOAD, tp, (32 * u) as i32),
                         b.ins().load(types::F32X4, LOAD, tp, (32 * u + 16) as i32),
                     ),
+                    HeadFormat::F16 { finite: true } => {
+                        // Even elements pair with `xa`, odd ones with `xb`: `run` hands the
+                        // kernel each block of eight activations as [x0 x2 x4 x6 x1 x3 x5 x7].
+                        let h = b.ins().load(types::I32X4, LOAD, tp, (16 * u) as i32);
+                        self.finite_pair(b, h)
+                    }
                     _ => {
                         let h = b.ins().load(types::I16X8, LOAD, tp, (16 * u) as i32);
                         (self.widen(b, h, false), self.widen(b, h, true))
@@ -450,10 +466,30 @@ impl Emitter {
         b.seal_block(exit);
         let res = b.block_params(exit).to_vec();
         for i in 0..n {
-            let s = b.ins().fadd(res[2 * i], res[2 * i + 1]);
-            let l: Vec<Value> = (0..4).map(|j| b.ins().extractlane(s, j as u8)).collect();
-            let a = b.ins().fadd(l[0], l[1]);
-            let c = b.ins().fadd(l[2], l[3]);
+            // Partial sums s0..s7 by element position mod 8, combined in the reference's order
+            // ((s0 + s4) + (s1 + s5)) + ((s2 + s6) + (s3 + s7)).
+            let (p04, p15, p26, p37) = if self.format == (HeadFormat::F16 { finite: true }) {
+                // Accumulators hold [s0 s2 s4 s6] and [s1 s3 s5 s7].
+                let e: Vec<Value> = (0..4)
+                    .map(|j| b.ins().extractlane(res[2 * i], j as u8))
+                    .collect();
+                let o: Vec<Value> = (0..4)
+                    .map(|j| b.ins().extractlane(res[2 * i + 1], j as u8))
+                    .collect();
+                (
+                    b.ins().fadd(e[0], e[2]),
+                    b.ins().fadd(o[0], o[2]),
+                    b.ins().fadd(e[1], e[3]),
+                    b.ins().fadd(o[1], o[3]),
+                )
+            } else {
+                // Accumulators hold [s0 s1 s2 s3] and [s4 s5 s6 s7].
+                let s = b.ins().fadd(res[2 * i], res[2 * i + 1]);
+                let l: Vec<Value> = (0..4).map(|j| b.ins().extractlane(s, j as u8)).collect();
+                (l[0], l[1], l[2], l[3])
+            };
+            let a = b.ins().fadd(p04, p15);
+            let c = b.ins().fadd(p26, p37);
             let v = b.ins().fadd(a, c);
             let v = b.ins().fadd(v, zero);
             b.ins().store(STORE, v, out_ptr, (4 * i) as i32);
@@ -678,7 +714,12 @@ impl HeadKernel {
                     plain_rows(s, table, x, out, rows);
                     return Ok(());
                 }
-                scaled = x.iter().map(|v| v * REBIAS).collect();
+                // Times 2^112, and each block of eight as [x0 x2 x4 x6 x1 x3 x5 x7] (the
+                // kernel converts even and odd halves separately).
+                scaled = x
+                    .chunks_exact(8)
+                    .flat_map(|c| [0, 2, 4, 6, 1, 3, 5, 7].map(|j| c[j] * REBIAS))
+                    .collect();
                 &scaled[..]
             }
             _ => x,

@@ -84,11 +84,8 @@ pub(super) fn forward(
         .and_then(|d| d.downcast_mut::<DeviceKv>())
         .ok_or(CudaError::ForeignSession)?;
     let kv_width = g.info.kv_width as usize;
-    let alloc = |n: usize| {
-        stream
-            .alloc_zeros::<f32>(n)
-            .map_err(driver("allocating a value"))
-    };
+    // SAFETY (uninitialized memory): every value is written in full by the kernel producing it.
+    let alloc = |n: usize| unsafe { stream.alloc::<f32>(n) }.map_err(driver("allocating a value"));
     let mut values: Vec<Option<Value>> = (0..g.nodes.len()).map(|_| None).collect();
     for (i, node) in g.nodes.iter().enumerate() {
         let width = node.ty.width as usize;
