@@ -36,7 +36,7 @@ else
 fi
 
 step "end to end: CUDA greedy tokens = CPU greedy tokens (tiny and large presets, 3 types)"
-"$bin/cuda_e2e" --include-ignored --test-threads 1 || fail "end-to-end tests"
+"$bin/cuda_e2e" --include-ignored --exact cuda_gives_the_cpu_backends_greedy_tokens || fail "end-to-end test"
 
 step "kernel timings at the 2B4T shapes (median of 5 rounds) beside a read probe"
 "$bin/cuda_bench" || fail "cuda_bench"
