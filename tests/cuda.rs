@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use bitnetc_codegen::cuda::ternary::{TernaryKernel, TernaryParams};
 use bitnetc_models::{LoadOptions, Model};
-use bitnetc_runtime::cuda::device::probe;
+use bitnetc_runtime::cuda::device::{compile_ptx, nvrtc_present, probe};
 use bitnetc_runtime::cuda::plan::{plan, NodeKernel};
+use bitnetc_runtime::cuda::GpuInfo;
 
 /// The binary under test (`BITNETC_BIN` overrides the build's path, for prebuilt bundles run
 /// on another machine by `scripts/gpu/check.sh`).
@@ -163,6 +165,63 @@ fn the_generated_module_is_one_valid_translation_unit() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Where NVRTC can be loaded (`.ci/run` installs it from PyPI; compiling needs no GPU), the
+/// generated modules of both presets, and the ternary kernel in every parameter kind, compile
+/// with the options the backend uses, for Ampere and Hopper, and the PTX has every entry point.
+#[test]
+fn nvrtc_compiles_the_generated_modules() {
+    if !nvrtc_present() {
+        eprintln!("skipped: no NVRTC library to load (.ci/run installs one from PyPI)");
+        return;
+    }
+    let extra: Vec<_> = [(1, 1, 1), (2, 3, 2), (8, 8, 4)]
+        .into_iter()
+        .map(|(warps, tokens, load_words)| {
+            TernaryKernel {
+                k: 100,
+                m: 37,
+                out_scale: true,
+                params: TernaryParams {
+                    warps,
+                    tokens,
+                    load_words,
+                },
+            }
+            .source()
+            .unwrap()
+        })
+        .collect();
+    for cc in [(8, 0), (9, 0)] {
+        let gpu = GpuInfo {
+            name: "compile check".into(),
+            compute_capability: cc,
+            memory_bytes: 0,
+        };
+        for preset in ["tiny", "large"] {
+            for (ty, emb) in [("i2_s", "f16"), ("tq2_0", "q8_0"), ("tq1_0", "q6_k")] {
+                let m = Model::load(model(preset, ty, emb), &LoadOptions::default()).unwrap();
+                let mut p = plan(&m.graph, m.graph.info.n_ctx as usize).unwrap();
+                p.sources.extend(extra.iter().cloned());
+                let ptx = compile_ptx(&p.module_source(), &gpu)
+                    .unwrap_or_else(|e| panic!("{preset} {ty} for {}: {e}", gpu.arch()));
+                for s in &p.sources {
+                    assert!(
+                        ptx.contains(&format!(".entry {}(", s.name)),
+                        "{} missing from the PTX",
+                        s.name
+                    );
+                }
+                // The ternary kernels use the 4-way int8 dot instruction; f16 tables the
+                // hardware conversion.
+                assert!(ptx.contains("dp4a.s32.s32"), "no dp4a in the PTX");
+                if emb == "f16" {
+                    assert!(ptx.contains("cvt.f32.f16"), "no f16 conversion in the PTX");
+                }
+            }
+        }
+    }
 }
 
 /// Greedy ids of `run --json`.

@@ -79,6 +79,12 @@ pub fn libraries_present() -> Result<(), CudaError> {
     Ok(())
 }
 
+/// Whether the NVRTC library can be loaded (compiling needs no GPU or driver).
+pub fn nvrtc_present() -> bool {
+    // SAFETY: only tries to dlopen the library by name.
+    unsafe { cudarc::nvrtc::sys::is_culib_present() }
+}
+
 /// Opens GPU `ordinal`: checks the libraries, then the device.
 pub fn probe(ordinal: usize) -> Result<(Arc<CudaContext>, GpuInfo), CudaError> {
     libraries_present()?;
