@@ -128,6 +128,19 @@ fn every_node_of_every_preset_gets_a_generated_kernel() {
                 .node_kernel_names()
                 .iter()
                 .all(|n| n.starts_with("cuda.") || n == "host.embedding"));
+            // Every norm read only by the quantization after it runs fused with it: all four
+            // norms of every layer here, each followed by a node that runs nothing.
+            let fused = p
+                .nodes
+                .iter()
+                .filter(|n| matches!(n, NodeKernel::NormQuantize { .. }))
+                .count();
+            assert_eq!(fused, 4 * m.config.n_layer as usize, "{preset} {ty}");
+            for (i, n) in p.nodes.iter().enumerate() {
+                if matches!(n, NodeKernel::FusedIntoPrevious) {
+                    assert!(matches!(p.nodes[i - 1], NodeKernel::NormQuantize { .. }));
+                }
+            }
         }
     }
 }

@@ -100,6 +100,62 @@ pub fn quantize(width: usize) -> Result<KernelSource, CodegenError> {
     Ok(KernelSource::new(name, body, ROW_BLOCK))
 }
 
+/// RMSNorm followed by the int8 quantization of its output, in one kernel (for a norm whose
+/// only reader is the quantization): the normalized values are computed exactly as
+/// [`rms_norm`] computes them (same reduction), twice (once for the absmax, once to quantize)
+/// instead of being stored, and quantized exactly as [`quantize`] does.
+///
+/// `void rms_norm_quantize_…(const float *x, const float *weight, signed char *q,
+/// float *q_scale)`, one block per token.
+pub fn rms_norm_quantize(width: usize, eps: f32) -> Result<KernelSource, CodegenError> {
+    check_width("rms_norm_quantize", width)?;
+    let pad = quantized_width(width);
+    let name = format!("rms_norm_quantize_{width}_{:08x}", eps.to_bits());
+    let body = format!(
+        r#"extern "C" __global__ void __launch_bounds__({b}) {name}(
+    const float* __restrict__ x, const float* __restrict__ weight,
+    signed char* __restrict__ q, float* __restrict__ q_scale)
+{{
+    __shared__ double red[{b}];
+    __shared__ float redf[{b}];
+    const float* xr = x + (unsigned long long)blockIdx.x * {width};
+    signed char* qr = q + (unsigned long long)blockIdx.x * {pad};
+    double ss = 0.0;
+    for (int i = threadIdx.x; i < {width}; i += {b}) {{
+        const float v = xr[i];
+        ss += (double)(v * v);
+    }}
+    red[threadIdx.x] = ss;
+    __syncthreads();
+    for (int s = {b} / 2; s > 0; s >>= 1) {{
+        if ((int)threadIdx.x < s) red[threadIdx.x] += red[threadIdx.x + s];
+        __syncthreads();
+    }}
+    const float mean = (float)(red[0] / {width}.0);
+    const float r = 1.0f / sqrtf(mean + {eps});
+    float m = 0.0f;
+    for (int i = threadIdx.x; i < {width}; i += {b}) m = fmaxf(m, fabsf((xr[i] * r) * weight[i]));
+    redf[threadIdx.x] = m;
+    __syncthreads();
+    for (int s = {b} / 2; s > 0; s >>= 1) {{
+        if ((int)threadIdx.x < s) redf[threadIdx.x] = fmaxf(redf[threadIdx.x], redf[threadIdx.x + s]);
+        __syncthreads();
+    }}
+    const float scale = (float)(127.0 / fmax((double)redf[0], 1e-5));
+    for (int i = threadIdx.x; i < {pad}; i += {b}) {{
+        signed char v = 0;
+        if (i < {width}) v = (signed char)fminf(fmaxf(rintf(((xr[i] * r) * weight[i]) * scale), -128.0f), 127.0f);
+        qr[i] = v;
+    }}
+    if (threadIdx.x == 0) q_scale[blockIdx.x] = scale;
+}}
+"#,
+        b = ROW_BLOCK,
+        eps = float_literal(eps),
+    );
+    Ok(KernelSource::new(name, body, ROW_BLOCK))
+}
+
 /// NeoX rotary embedding of `n_heads` heads of `head_dim` per token at positions
 /// `n_past + t`: pair `(i, i + d/2)` rotated by `θ_i = pos · step^i`, θ built by `i` successive
 /// f32 multiplications as the reference does (`step = base^(−2/d)` is computed on the host).

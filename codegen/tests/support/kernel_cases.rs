@@ -243,6 +243,43 @@ fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
 }
 
 kernel_test! {
+fn fused_rms_norm_quantize_equals_the_two_steps() {
+    for (width, tokens) in [(2560, 2), (300, 3)] {
+        let mut r = rng(15);
+        let x = random_f32(&mut r, tokens * width, 3.0);
+        let w = random_f32(&mut r, width, 2.0);
+        let eps = 1e-6;
+        let src = elementwise::rms_norm_quantize(width, eps).unwrap();
+        let pad = elementwise::quantized_width(width);
+        let bufs = launch(
+            &src,
+            (tokens as u32, 1, 1),
+            vec![
+                Arg::Buf("float", bytes(&x)),
+                Arg::Buf("float", bytes(&w)),
+                Arg::Buf("signed char", vec![0x55; tokens * pad]),
+                Arg::Buf("float", vec![0; 4 * tokens]),
+            ],
+        );
+        let scales = f32s(&bufs[3]);
+        for (t, xr) in x.chunks(width).enumerate() {
+            let ss: f64 = xr.iter().map(|&v| f64::from(v * v)).sum();
+            let mean = (ss / width as f64) as f32;
+            let rr = 1.0f32 / (mean + eps).sqrt();
+            let normed: Vec<f32> = xr.iter().zip(&w).map(|(&v, &wv)| (v * rr) * wv).collect();
+            let (q, s) = quantize_reference(&normed);
+            assert_eq!(scales[t].to_bits(), s.to_bits(), "{}: token {t} scale", src.name);
+            let got = &bufs[2][t * pad..(t + 1) * pad];
+            for i in 0..width {
+                assert_eq!(got[i] as i8, q[i], "{}: token {t} element {i}", src.name);
+            }
+            assert!(got[width..].iter().all(|&b| b == 0), "padding of token {t}");
+        }
+    }
+}
+}
+
+kernel_test! {
 fn rms_norm_matches() {
     let width = 2560;
     let mut r = rng(5);

@@ -87,6 +87,7 @@ pub(super) fn forward(
     // SAFETY (uninitialized memory): every value is written in full by the kernel producing it.
     let alloc = |n: usize| unsafe { stream.alloc::<f32>(n) }.map_err(driver("allocating a value"));
     let mut values: Vec<Option<Value>> = (0..g.nodes.len()).map(|_| None).collect();
+    let mut fused: Option<Value> = None;
     for (i, node) in g.nodes.iter().enumerate() {
         let width = node.ty.width as usize;
         let get = |id: ValueId| {
@@ -96,18 +97,42 @@ pub(super) fn forward(
         };
         let kernel = &b.plan.nodes[i];
         let func = |k: usize| (&b.functions[k], &b.plan.sources[k]);
-        let out = match (&node.op, kernel) {
+        let out: Option<Value> = match (&node.op, kernel) {
             (Op::Embedding { table }, NodeKernel::HostEmbedding) => {
                 let w = g.weight(*table);
                 let mut rows = vec![0.0f32; t_count * width];
                 for (row, &tok) in rows.chunks_mut(width).zip(tokens) {
                     table_row(w, tok as usize, row)?;
                 }
-                Value::F32(
+                Some(Value::F32(
                     stream
                         .clone_htod(&rows)
                         .map_err(driver("uploading embeddings"))?,
-                )
+                ))
+            }
+            (Op::RmsNorm { x, weight, .. }, NodeKernel::NormQuantize { kernel, k_pad }) => {
+                let (f, src) = func(*kernel);
+                // SAFETY: the kernel writes every element, padding included.
+                let mut q = unsafe { stream.alloc::<i8>(t_count * k_pad) }
+                    .map_err(driver("allocating activations"))?;
+                let mut scale = alloc(t_count)?;
+                unsafe {
+                    stream
+                        .launch_builder(f)
+                        .arg(get(*x).f32())
+                        .arg(&b.weights.f32s[weight])
+                        .arg(&mut q)
+                        .arg(&mut scale)
+                        .launch(config((t_count as u32, 1, 1), src.block))
+                }
+                .map_err(launch_err(&src.name))?;
+                // The value of the quantization node that follows; the norm's own f32 output
+                // is never materialized.
+                fused = Some(Value::Q8 { q, scale });
+                None
+            }
+            (Op::QuantizeActivation { .. }, NodeKernel::FusedIntoPrevious) => {
+                Some(fused.take().expect("the fused norm runs just before"))
             }
             (Op::RmsNorm { x, weight, .. }, NodeKernel::Launch(k)) => {
                 let (f, src) = func(*k);
@@ -122,7 +147,7 @@ pub(super) fn forward(
                         .launch(config((t_count as u32, 1, 1), src.block))
                 }
                 .map_err(launch_err(&src.name))?;
-                Value::F32(out)
+                Some(Value::F32(out))
             }
             (Op::QuantizeActivation { x }, NodeKernel::Quantize { kernel, k_pad }) => {
                 let (f, src) = func(*kernel);
@@ -139,7 +164,7 @@ pub(super) fn forward(
                         .launch(config((t_count as u32, 1, 1), src.block))
                 }
                 .map_err(launch_err(&src.name))?;
-                Value::Q8 { q, scale }
+                Some(Value::Q8 { q, scale })
             }
             (
                 Op::TernaryLinear {
@@ -171,7 +196,7 @@ pub(super) fn forward(
                         .launch(config(shape.grid(t_count), src.block))
                 }
                 .map_err(launch_err(&src.name))?;
-                Value::F32(out)
+                Some(Value::F32(out))
             }
             (Op::AddBias { x, bias }, NodeKernel::Launch(k)) => {
                 let (f, src) = func(*k);
@@ -188,7 +213,7 @@ pub(super) fn forward(
                         .launch(config(elementwise_grid(n), src.block))
                 }
                 .map_err(launch_err(&src.name))?;
-                Value::F32(out)
+                Some(Value::F32(out))
             }
             (Op::Add { a, b: y }, NodeKernel::Launch(k))
             | (Op::GatedActivation { gate: a, up: y, .. }, NodeKernel::Launch(k)) => {
@@ -206,7 +231,7 @@ pub(super) fn forward(
                         .launch(config(elementwise_grid(n), src.block))
                 }
                 .map_err(launch_err(&src.name))?;
-                Value::F32(out)
+                Some(Value::F32(out))
             }
             (Op::Rope { x, n_heads, .. }, NodeKernel::Rope { kernel, step }) => {
                 let (f, src) = func(*kernel);
@@ -222,7 +247,7 @@ pub(super) fn forward(
                         .launch(config((t_count as u32, *n_heads, 1), src.block))
                 }
                 .map_err(launch_err(&src.name))?;
-                Value::F32(out)
+                Some(Value::F32(out))
             }
             (Op::Attention { q, k, v, layer, .. }, NodeKernel::Attention { kernel, shape }) => {
                 let layer = *layer as usize;
@@ -249,7 +274,7 @@ pub(super) fn forward(
                         .launch(config(shape.grid(t_count), src.block))
                 }
                 .map_err(launch_err(&src.name))?;
-                Value::F32(out)
+                Some(Value::F32(out))
             }
             (Op::OutputHead { x, table }, NodeKernel::Head { kernel, shape }) => {
                 let (f, src) = func(*kernel);
@@ -272,11 +297,11 @@ pub(super) fn forward(
                         .launch(config(shape.grid(rows), src.block))
                 }
                 .map_err(launch_err(&src.name))?;
-                Value::F32(out)
+                Some(Value::F32(out))
             }
             (op, plan) => unreachable!("plan {plan:?} for op {}", op.kind_name()),
         };
-        values[i] = Some(out);
+        values[i] = out;
         for input in node.op.inputs() {
             if b.last_use[input.0 as usize] == i {
                 values[input.0 as usize] = None;

@@ -20,6 +20,16 @@ pub enum NodeKernel {
     HostEmbedding,
     /// A kernel launched once per pass over the whole batch (index into [`CudaPlan::sources`]).
     Launch(usize),
+    /// RMSNorm and the quantization of its output in one kernel (the norm's only reader is that
+    /// quantization, whose node then runs nothing: [`NodeKernel::FusedIntoPrevious`]).
+    NormQuantize {
+        /// Kernel index.
+        kernel: usize,
+        /// Row length of the quantized activations.
+        k_pad: usize,
+    },
+    /// Computed by the previous node's fused kernel.
+    FusedIntoPrevious,
     /// Quantization into rows of `k_pad` int8 values.
     Quantize {
         /// Kernel index.
@@ -82,7 +92,9 @@ impl CudaPlan {
             .iter()
             .map(|n| match n {
                 NodeKernel::HostEmbedding => "host.embedding".to_string(),
+                NodeKernel::FusedIntoPrevious => "cuda.fused-into-previous".to_string(),
                 NodeKernel::Launch(i)
+                | NodeKernel::NormQuantize { kernel: i, .. }
                 | NodeKernel::Quantize { kernel: i, .. }
                 | NodeKernel::Rope { kernel: i, .. }
                 | NodeKernel::Attention { kernel: i, .. }
@@ -127,10 +139,31 @@ impl Sources {
 pub fn plan(graph: &Graph, n_ctx: usize) -> Result<CudaPlan, RuntimeError> {
     let mut sources = Sources::default();
     let mut nodes = Vec::with_capacity(graph.nodes.len());
+    let mut readers = vec![0usize; graph.nodes.len()];
     for node in &graph.nodes {
+        for input in node.op.inputs() {
+            readers[input.0 as usize] += 1;
+        }
+    }
+    // A norm read only by the quantization right after it runs fused with it.
+    let fused = |i: usize| {
+        matches!(graph.nodes[i].op, Op::RmsNorm { .. })
+            && readers[i] == 1
+            && graph.output.0 as usize != i
+            && matches!(
+                graph.nodes.get(i + 1).map(|n| &n.op),
+                Some(Op::QuantizeActivation { x }) if x.0 as usize == i
+            )
+    };
+    for (i, node) in graph.nodes.iter().enumerate() {
         let width = node.ty.width as usize;
         let kernel = match &node.op {
             Op::Embedding { .. } => NodeKernel::HostEmbedding,
+            Op::RmsNorm { eps, .. } if fused(i) => NodeKernel::NormQuantize {
+                kernel: sources.add(elementwise::rms_norm_quantize(width, *eps)?),
+                k_pad: elementwise::quantized_width(width),
+            },
+            Op::QuantizeActivation { .. } if i > 0 && fused(i - 1) => NodeKernel::FusedIntoPrevious,
             Op::RmsNorm { eps, .. } => {
                 NodeKernel::Launch(sources.add(elementwise::rms_norm(width, *eps)?))
             }
