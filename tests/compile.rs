@@ -28,7 +28,10 @@ fn dir() -> &'static Path {
     DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
 }
 
+/// The model of these options, generated once (tests run in parallel: one writer at a time).
 fn model(arch: &str, preset: &str, ty: &str) -> PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let path = dir().join(format!("{arch}-{preset}-{ty}.gguf"));
     if !path.exists() {
         ok(&[

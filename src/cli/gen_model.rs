@@ -89,7 +89,11 @@ pub fn write_model(a: &GenModelArgs) -> anyhow::Result<()> {
         seed: a.seed,
     };
     let writer = synthesize(&opts)?;
-    let tmp = a.output.with_extension("gguf.partial");
+    // A temporary name of this process's own, so two writers of the same output never touch
+    // each other's partial file (the last rename wins; both results are whole files).
+    let tmp = a
+        .output
+        .with_extension(format!("gguf.partial.{}", std::process::id()));
     {
         let file =
             std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
