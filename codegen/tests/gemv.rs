@@ -223,6 +223,33 @@ fn odd_shapes_i2s_all_levels() {
     }
 }
 
+/// The largest sums the kernels can meet: every code +1 (2) against every activation −128, then
+/// +127, so each i16 `pmaddubsw` partial sum reaches its bound (`I16_CHUNKS` chunks of the
+/// largest products); long unrolls (8, 16 chunks summed in i16) and both layouts, every level.
+#[test]
+fn extreme_sums_do_not_wrap() {
+    let (k, m) = (1024usize, 33usize);
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    for fill in [-128i8, 127] {
+        for codes in [vec![2u8; k * m], random_codes(&mut rng, k * m)] {
+            let q = vec![fill; k];
+            let weight = encode(DType::I2S, &codes, k, m, 1.0);
+            for layout in [Layout::rows4(4), Layout::rows16(16), Layout::rows16(32)] {
+                let w = RepackedMatrix::from_weight(&weight, layout).unwrap();
+                let params: Vec<GemvParams> = [(1usize, 16usize), (2, 8), (1, 32), (4, 2)]
+                    .into_iter()
+                    .map(|(streams, unroll)| GemvParams {
+                        streams,
+                        unroll,
+                        ..GemvParams::default()
+                    })
+                    .collect();
+                check_all_levels(&w, &codes, &q, &params);
+            }
+        }
+    }
+}
+
 #[test]
 fn odd_shapes_tq_formats_and_layouts() {
     let mut rng = ChaCha8Rng::seed_from_u64(2);

@@ -6,8 +6,12 @@
 //! then park. Work is split statically: part `i` of a job always runs on thread `i` (the
 //! caller runs part 0), so every thread streams the same rows on every token.
 
+use std::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicUsize,
+    Ordering::{Relaxed, SeqCst},
+};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
@@ -120,6 +124,45 @@ impl WorkerPool {
     }
 }
 
+impl WorkerPool {
+    /// Runs `f` over contiguous ranges that together cover `0..n` exactly once, and returns
+    /// when all are done: each thread of the pool takes the next range not yet taken until
+    /// none is left.
+    ///
+    /// Ranges shrink as the work runs out (guided self-scheduling: a quarter of what is left
+    /// per thread, none under `min_len` items but the last), so the threads finish close
+    /// together however fast each one runs (a busy core, a descheduled vCPU), for a few
+    /// claims per thread. Where [`WorkerPool::run`] gives each thread a fixed part, the range
+    /// a thread runs varies from run to run here, so `f` must compute each item the same way
+    /// in any range (every kernel here does: a row's result depends on the row only).
+    ///
+    /// # Panics
+    /// If `f` panicked (after every thread has stopped taking ranges).
+    pub fn run_ranges(&self, n: usize, min_len: usize, f: &(dyn Fn(Range<usize>) + Sync)) {
+        let next = AtomicUsize::new(0);
+        let share = 2 * self.threads();
+        let take_all = |_: usize| loop {
+            let mut start = next.load(Relaxed);
+            let range = loop {
+                if start >= n {
+                    return;
+                }
+                let len = ((n - start) / share).max(min_len.max(1)).min(n - start);
+                match next.compare_exchange_weak(start, start + len, Relaxed, Relaxed) {
+                    Ok(_) => break start..start + len,
+                    Err(now) => start = now,
+                }
+            };
+            f(range);
+        };
+        if n <= min_len || self.workers.is_empty() {
+            take_all(0);
+        } else {
+            self.run(&take_all);
+        }
+    }
+}
+
 fn worker(s: &Shared, index: usize) {
     let mut seen = 0usize;
     loop {
@@ -195,6 +238,41 @@ mod tests {
             let expected: u64 = (1..=2000).sum();
             for c in &counts {
                 assert_eq!(c.load(SeqCst), expected);
+            }
+        }
+    }
+
+    #[test]
+    fn ranges_cover_every_item_exactly_once() {
+        for threads in [1usize, 2, 3] {
+            let pool = WorkerPool::new(threads).unwrap();
+            for (n, min_len) in [
+                (0usize, 1usize),
+                (1, 1),
+                (5, 1),
+                (64, 4),
+                (1000, 0),
+                (1000, 7),
+            ] {
+                let counts: Vec<AtomicU64> = (0..n).map(|_| AtomicU64::new(0)).collect();
+                let claims = AtomicU64::new(0);
+                for _ in 0..50 {
+                    pool.run_ranges(n, min_len, &|r| {
+                        assert!(!r.is_empty() && r.end <= n);
+                        assert!(r.len() >= min_len || r.end == n, "{r:?} of {n}");
+                        claims.fetch_add(1, SeqCst);
+                        for c in &counts[r] {
+                            c.fetch_add(1, SeqCst);
+                        }
+                    });
+                }
+                assert!(counts.iter().all(|c| c.load(SeqCst) == 50), "{threads} {n}");
+                // Guided: a few claims per thread, not one per item.
+                assert!(
+                    claims.load(SeqCst) <= 50 * 40,
+                    "{} claims",
+                    claims.load(SeqCst)
+                );
             }
         }
     }

@@ -19,6 +19,8 @@
 //!     gives `4^f·code`; all four fields use the same activation vector `q[4c..4c+4]` repeated,
 //!     each into its own accumulator, which is divided by `4^f` (an exact arithmetic shift) at
 //!     the end. 8 vector operations per 16 weight bytes instead of 11, one activation load.
+//!     (The `pmaddubsw` kernels shift the upper two fields down by 4 bits first, so their
+//!     i16 products stay small enough to be summed over several column chunks.)
 //!
 //! The kernel computes `acc = Σ code·q`; the signed result is `acc − Σ q`.
 

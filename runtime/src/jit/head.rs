@@ -11,7 +11,6 @@ use bitnetc_codegen::CodegenError;
 use bitnetc_ir::{DType, Weight};
 use std::sync::Mutex;
 
-use bitnetc_codegen::cpu::split_groups;
 use rayon::prelude::*;
 
 use super::linear::DisjointParts;
@@ -83,8 +82,8 @@ impl HeadPlan {
         ))
     }
 
-    /// Logits (`[xs.len() × rows]`) for each row of `xs`, the vocabulary split into one
-    /// contiguous part per thread of `pool`.
+    /// Logits (`[xs.len() × rows]`) for each row of `xs`, the vocabulary cut into contiguous
+    /// ranges the threads of `pool` take in turn (shrinking as the work runs out).
     pub fn run(
         &self,
         table: &Weight,
@@ -97,14 +96,14 @@ impl HeadPlan {
         };
         let rows = kernel.info().shape.rows;
         let bytes = repacked.as_deref().unwrap_or(table.data.bytes());
-        let parts = split_groups(rows, pool.threads());
+        // Ranges of at least 64 rows (tens of KB of table at least).
+        const MIN_ROWS: usize = 64;
         let mut out = vec![0.0f32; xs.len() * rows];
         let failure: Mutex<Option<CodegenError>> = Mutex::new(None);
         for (x, o) in xs.iter().zip(out.chunks_mut(rows)) {
             let o_parts = DisjointParts::new(o);
-            pool.run(&|i| {
-                let Some(range) = parts.get(i) else { return };
-                // SAFETY: the parts' ranges are disjoint.
+            pool.run_ranges(rows, MIN_ROWS, &|range| {
+                // SAFETY: the ranges are disjoint.
                 let part = unsafe { o_parts.slice(range.clone()) };
                 if let Err(e) = kernel.run(bytes, x, part, range.clone()) {
                     *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 
 use bitnetc_codegen::cpu::{
-    split_groups, ExpandedActivations, ExpandedBatch, GemvKernel, Layout, RepackedMatrix,
+    ExpandedActivations, ExpandedBatch, GemvKernel, Layout, RepackedMatrix,
 };
 use bitnetc_codegen::CodegenError;
 use bitnetc_ir::Weight;
@@ -41,8 +41,9 @@ impl LinearPlan {
         RepackedMatrix::from_weight(weight, layout).map_err(|e| e.to_string())
     }
 
-    /// `y[t, m]` (`[T × M]`) for the token rows `x`; each GEMV's row groups are split into one
-    /// contiguous part per thread of `pool`, and each part applies the epilogue to its rows.
+    /// `y[t, m]` (`[T × M]`) for the token rows `x`; each GEMV's row groups are cut into
+    /// contiguous ranges the threads of `pool` take in turn (shrinking as the work runs out),
+    /// and each range applies the epilogue to its rows.
     pub fn run(
         &self,
         weight: &Weight,
@@ -73,7 +74,7 @@ impl LinearPlan {
         };
         let x = &x[blocked..];
         let y = &mut y_all[blocked * m..];
-        let parts = split_groups(kernel.groups(), pool.threads());
+        let min_groups = min_groups_per_range(kernel, matrix.k);
         let mut acc = vec![0i32; m];
         let mut xq = ExpandedActivations::with_len(matrix.k);
         let failure: Mutex<Option<CodegenError>> = Mutex::new(None);
@@ -81,10 +82,9 @@ impl LinearPlan {
             xq.fill(&row.q);
             let acc_parts = DisjointParts::new(&mut acc);
             let y_parts = DisjointParts::new(y_row);
-            pool.run(&|i| {
-                let Some(groups) = parts.get(i) else { return };
+            pool.run_ranges(kernel.groups(), min_groups, &|groups| {
                 let rows = kernel.rows_of(groups.clone());
-                // SAFETY: the parts' row ranges are disjoint, so no two threads touch the same
+                // SAFETY: the ranges are disjoint, so no two threads touch the same
                 // elements.
                 let (acc, y) =
                     unsafe { (acc_parts.slice(rows.clone()), y_parts.slice(rows.clone())) };
@@ -109,7 +109,7 @@ impl LinearPlan {
 }
 
 /// `y` (`[x.len() × M]`) through the token-blocked kernel, `x.len()` a multiple of its tokens:
-/// per block, each part of the row groups runs the kernel and applies the epilogue to its rows
+/// per block, each range of the row groups runs the kernel and applies the epilogue to its rows
 /// of every token.
 fn run_blocks(
     kernel: &GemvKernel,
@@ -120,7 +120,7 @@ fn run_blocks(
     y: &mut [f32],
 ) -> Result<(), RuntimeError> {
     let (m, nt) = (matrix.m, kernel.tokens());
-    let parts = split_groups(kernel.groups(), pool.threads());
+    let min_groups = min_groups_per_range(kernel, matrix.k);
     let mut acc = vec![0i32; nt * m];
     let mut xb = ExpandedBatch::new(matrix.k, nt);
     for (rows_in, y_block) in x.chunks_exact(nt).zip(y.chunks_exact_mut(nt * m)) {
@@ -138,11 +138,10 @@ fn run_blocks(
         let acc_parts = DisjointParts::new(&mut acc);
         let y_parts = DisjointParts::new(y_block);
         let xb = &xb;
-        pool.run(&|i| {
-            let Some(groups) = parts.get(i) else { return };
+        pool.run_ranges(kernel.groups(), min_groups, &|groups| {
             let rows = kernel.rows_of(groups.clone());
             // SAFETY: `acc` holds nt·M values and `xb` nt rows of K (checked above); part i
-            // writes rows `rows` of every token, disjoint from every other part's rows.
+            // writes rows `rows` of every token, disjoint from every other range's rows.
             unsafe {
                 let base = acc_parts.ptr();
                 kernel.run_raw(
@@ -154,7 +153,7 @@ fn run_blocks(
             }
             for (t, row) in rows_in.iter().enumerate() {
                 let span = t * m + rows.start..t * m + rows.end;
-                // SAFETY: token t's rows of this part: disjoint from every other part's.
+                // SAFETY: token t's rows of this range: disjoint from every other range's.
                 let (acc, y) = unsafe { (acc_parts.slice(span.clone()), y_parts.slice(span)) };
                 for ((o, &a), r) in y.iter_mut().zip(acc.iter()).zip(rows.clone()) {
                     let v = ((a as f32 - row.sum as f32) / row.scale) * matrix.scales.get(r);
@@ -167,6 +166,14 @@ fn run_blocks(
         });
     }
     Ok(())
+}
+
+/// The fewest row groups a thread takes at once in [`WorkerPool::run_ranges`]: 32 KiB of
+/// two-bit weights (a few µs of streaming), below which claiming costs more than it balances.
+fn min_groups_per_range(kernel: &GemvKernel, k: usize) -> usize {
+    const MIN_RANGE_BYTES: usize = 32 << 10;
+    let group_bytes = (kernel.rows_of(0..1).len() * k / 4).max(1);
+    MIN_RANGE_BYTES.div_ceil(group_bytes)
 }
 
 /// A mutable slice handed out in disjoint ranges to the parts of a pool job.

@@ -1,0 +1,91 @@
+//! Head kernel variants at 2 threads on the 2B4T head shape, beside a read probe, alternating.
+use bitnetc_codegen::cpu::head::{HeadFormat, HeadKernel, HeadParams, HeadShape};
+use bitnetc_codegen::cpu::IsaLevel;
+use half::f16;
+use rand::{Rng, SeedableRng};
+use std::time::Instant;
+
+fn probe(buf: &[u64]) -> f64 {
+    let t = Instant::now();
+    let s: u64 = std::thread::scope(|sc| {
+        let hs: Vec<_> = buf
+            .chunks(buf.len() / 2)
+            .map(|c| {
+                sc.spawn(move || {
+                    let mut a = [0u64; 4];
+                    for ch in c.chunks_exact(4) {
+                        for j in 0..4 {
+                            a[j] = a[j].wrapping_add(ch[j]);
+                        }
+                    }
+                    a.iter().fold(0, |x, y| x ^ y)
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap())
+            .fold(0, |x, y| x ^ y)
+    });
+    std::hint::black_box(s);
+    t.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let k = 2560usize;
+    let rows = 128256usize;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let x: Vec<f32> = (0..k).map(|_| rng.gen_range(-1f32..1.0)).collect();
+    let bytes: Vec<u8> = (0..k * rows)
+        .flat_map(|_| {
+            f16::from_f32(rng.gen_range(-0.05f32..0.05))
+                .to_bits()
+                .to_le_bytes()
+        })
+        .collect();
+    let pbuf: Vec<u64> = (0..bytes.len() / 8).map(|i| i as u64).collect();
+    let variants = [(4usize, 2usize), (1, 1), (1, 2), (1, 4), (2, 2)];
+    let shape = HeadShape {
+        k,
+        rows,
+        format: HeadFormat::F16 { finite: true },
+    };
+    let kerns: Vec<_> = variants
+        .iter()
+        .map(|&(r, u)| {
+            HeadKernel::compile(&shape, &HeadParams { rows: r, unroll: u }, IsaLevel::Native)
+                .unwrap()
+        })
+        .collect();
+    let mut ts = vec![vec![]; variants.len() + 1];
+    let mut out = vec![0f32; rows];
+    for _ in 0..9 {
+        ts[0].push(probe(&pbuf));
+        for (i, kern) in kerns.iter().enumerate() {
+            let t = Instant::now();
+            std::thread::scope(|sc| {
+                let (a, b) = out.split_at_mut(rows / 2);
+                let (kern, x, bytes) = (&kern, &x, &bytes);
+                sc.spawn(move || kern.run(bytes, x, a, 0..rows / 2).unwrap());
+                kern.run(bytes, x, b, rows / 2..rows).unwrap();
+            });
+            ts[i + 1].push(t.elapsed().as_secs_f64());
+        }
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let p = med(&mut ts[0]);
+    println!("probe {:.1} GB/s", bytes.len() as f64 / p / 1e9);
+    for (i, v) in variants.iter().enumerate() {
+        let m = med(&mut ts[i + 1]);
+        println!(
+            "rows {} unroll {}: {:.2} ms {:.1} GB/s = {:.0}% of probe",
+            v.0,
+            v.1,
+            m * 1e3,
+            bytes.len() as f64 / m / 1e9,
+            p / m * 100.0
+        );
+    }
+}
