@@ -245,6 +245,28 @@ fn extreme_sums_do_not_wrap() {
                     })
                     .collect();
                 check_all_levels(&w, &codes, &q, &params);
+                // Prompt kernels: every token at the extreme, the longest i16 sums.
+                let want = scalar_reference(&codes, &q, k, m);
+                for (tokens, unroll) in [(8usize, 4usize), (8, 16), (3, 8)] {
+                    let mut xb = ExpandedBatch::new(k, tokens);
+                    for t in 0..tokens {
+                        xb.fill(t, &q);
+                    }
+                    let p = GemvParams {
+                        streams: 1,
+                        unroll,
+                        tokens,
+                        ..GemvParams::default()
+                    };
+                    for level in host().supported_levels() {
+                        let kern = GemvKernel::compile(&GemvShape::of(&w), &p, level).unwrap();
+                        let mut got = vec![i32::MIN; tokens * m];
+                        kern.run_batch(&w, &xb, 0..kern.groups(), &mut got).unwrap();
+                        for t in 0..tokens {
+                            assert_eq!(&got[t * m..(t + 1) * m], &want[..], "{level} {p:?}");
+                        }
+                    }
+                }
             }
         }
     }

@@ -173,14 +173,16 @@ impl From<PackName> for Pack {
 }
 
 impl TunedParams {
-    /// The heuristic default of a kernel: its family's, with the one-token GEMV's streams
-    /// chosen for the key's ISA ([`GemvParams::decode_default_for_tag`]), as the runtime does.
+    /// The heuristic default of a kernel: its family's, with the one-token GEMV's and the prompt
+    /// kernel's parameters chosen for the key's ISA ([`GemvParams::decode_default_for_tag`],
+    /// [`GemvParams::prompt_default_for_tag`]), as the runtime does.
     pub fn default_for_key(key: &KernelKey) -> TunedParams {
         match key.kind {
             KernelKind::Gemv => TunedParams::gemv(
                 Layout::default(),
                 &GemvParams::decode_default_for_tag(&key.isa),
             ),
+            KernelKind::Gemm => TunedParams::gemm(&GemvParams::prompt_default_for_tag(&key.isa)),
             kind => TunedParams::default_for(kind),
         }
     }

@@ -46,8 +46,9 @@ pub struct JitOptions {
     /// [`GemvParams::decode_default_for`]).
     pub gemv: Option<GemvParams>,
     /// Code-shape parameters of the token-blocked prompt kernels (`tokens` = 1: none; prompts
-    /// then run one GEMV per token).
-    pub prompt: GemvParams,
+    /// then run one GEMV per token; `None`: the target's default,
+    /// [`GemvParams::prompt_default_for`]).
+    pub prompt: Option<GemvParams>,
     /// Tuned parameters; a kernel with an entry here uses it instead of `layout`, `gemv`,
     /// `prompt` or the head default.
     pub tuning: Option<Arc<TuneCache>>,
@@ -63,7 +64,7 @@ impl Default for JitOptions {
             isa: IsaLevel::Native,
             layout: Layout::default(),
             gemv: None,
-            prompt: GemvParams::prompt_default(4),
+            prompt: None,
             tuning: None,
             prepared: None,
         }
@@ -158,17 +159,24 @@ impl Tuned<'_> {
         }
     }
 
+    /// The prompt GEMM parameters when nothing is tuned: the options', else the target's.
+    fn default_gemm(&self, opts: &JitOptions) -> GemvParams {
+        opts.prompt
+            .unwrap_or_else(|| GemvParams::prompt_default_for_tag(&self.isa))
+    }
+
     /// Parameters of the prompt GEMM of `K × M`.
     fn gemm(&self, k: usize, m: usize, opts: &JitOptions) -> (GemvParams, ParamSource) {
-        if opts.prompt.tokens <= 1 {
-            return (opts.prompt, ParamSource::Default);
+        let default = self.default_gemm(opts);
+        if default.tokens <= 1 {
+            return (default, ParamSource::Default);
         }
         match self
             .get(&self.key(KernelKind::Gemm, k, m, "ternary"))
             .and_then(|p| p.gemv_params())
         {
             Some(g) => (g, ParamSource::Cache),
-            None => (opts.prompt, ParamSource::Default),
+            None => (default, ParamSource::Default),
         }
     }
 }
