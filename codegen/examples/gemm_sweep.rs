@@ -1,7 +1,8 @@
-//! Quick sweep of the token-blocked prompt kernel (tokens × streams × unroll) at one shape,
-//! against the one-token kernel in the same run; reports time per token row.
+//! Sweep of the token-blocked prompt kernel (tokens × streams × unroll) at one shape, the
+//! variants alternating over 12 rounds; reports the fastest and the median time per token row
+//! and the multiply-accumulates per second (with the weights in cache, the compute bound).
 //!
-//! `cargo run --release -p bitnetc-codegen --example gemm_sweep -- [K] [M] [threads]`
+//! `VARIANTS=1x4x2,8x1x4 cargo run --release -p bitnetc-codegen --example gemm_sweep -- [K] [M] [threads]`
 
 use std::time::Instant;
 
@@ -17,12 +18,11 @@ fn time_kernel(
     out: &mut [i32],
     pool: &rayon::ThreadPool,
     threads: usize,
-) -> f64 {
+) -> Vec<f64> {
     let parts = split_groups(kern.groups(), threads);
-    let m = w.m;
     let tokens = kern.tokens();
     let mut samples = Vec::new();
-    for _ in 0..7 {
+    for _ in 0..3 {
         let iters = 192 / tokens;
         let t = Instant::now();
         for _ in 0..iters {
@@ -59,9 +59,7 @@ fn time_kernel(
         }
         samples.push(t.elapsed().as_secs_f64() / (iters * tokens) as f64);
     }
-    samples.sort_by(f64::total_cmp);
-    let _ = m;
-    samples[samples.len() / 2]
+    samples
 }
 
 fn main() {
@@ -81,45 +79,54 @@ fn main() {
         .collect();
     let w = RepackedMatrix::from_codes(&codes, k, m, 1.0, Layout::rows16(16)).unwrap();
     let shape = GemvShape::of(&w);
-    let mut base = 0.0;
-    for (tokens, streams, unroll) in [
-        (1usize, 8usize, 2usize),
-        (1, 1, 2),
-        (1, 2, 2),
-        (1, 4, 2),
-        (2, 1, 2),
-        (2, 2, 2),
-        (2, 4, 2),
-        (3, 1, 2),
-        (3, 2, 2),
-        (4, 1, 1),
-        (4, 1, 2),
-        (4, 2, 2),
-        (6, 1, 2),
-        (8, 1, 1),
-        (8, 1, 2),
-    ] {
-        let p = GemvParams {
-            streams,
-            unroll,
-            tokens,
-            ..GemvParams::default()
-        };
-        let kern = GemvKernel::compile(&shape, &p, IsaLevel::Native).unwrap();
-        let mut xb = ExpandedBatch::new(k, tokens);
-        for t in 0..tokens {
-            let q: Vec<i8> = (0..k).map(|i| ((i * 37 + t * 11) % 251) as i8).collect();
-            xb.fill(t, &q);
+    // VARIANTS=TxSxU,... (tokens × streams × unroll); the first is the reference.
+    let names: Vec<String> = std::env::var("VARIANTS")
+        .unwrap_or("1x4x2,8x1x4,8x1x8,4x1x4,2x1x8".into())
+        .split(',')
+        .map(String::from)
+        .collect();
+    let variants: Vec<(usize, usize, usize)> = names
+        .iter()
+        .map(|v| {
+            let n: Vec<usize> = v.split('x').map(|x| x.parse().unwrap()).collect();
+            (n[0], n[1], n[2])
+        })
+        .collect();
+    let kerns: Vec<(GemvKernel, ExpandedBatch)> = variants
+        .iter()
+        .map(|&(tokens, streams, unroll)| {
+            let p = GemvParams {
+                streams,
+                unroll,
+                tokens,
+                ..GemvParams::default()
+            };
+            let kern = GemvKernel::compile(&shape, &p, IsaLevel::Native).unwrap();
+            let mut xb = ExpandedBatch::new(k, tokens);
+            for t in 0..tokens {
+                let q: Vec<i8> = (0..k).map(|i| ((i * 37 + t * 11) % 251) as i8).collect();
+                xb.fill(t, &q);
+            }
+            (kern, xb)
+        })
+        .collect();
+    let mut samples = vec![vec![]; variants.len()];
+    for _ in 0..12 {
+        for (i, (kern, xb)) in kerns.iter().enumerate() {
+            let mut out = vec![0i32; m * kern.tokens()];
+            samples[i].extend(time_kernel(kern, &w, xb, &mut out, &pool, threads));
         }
-        let mut out = vec![0i32; m * tokens];
-        let s = time_kernel(&kern, &w, &xb, &mut out, &pool, threads);
-        if tokens == 1 {
-            base = s;
-        }
+    }
+    for (i, s) in samples.iter_mut().enumerate() {
+        s.sort_by(f64::total_cmp);
+        let gmacs = (k * m) as f64 / 1e9;
         println!(
-            "T={tokens} streams={streams} unroll={unroll}: {:.1} us/token ({:.2}x vs T=1)",
-            s * 1e6,
-            base / s
+            "{}: min {:.1} us/token, median {:.1} ({:.1} / {:.1} GMAC/s)",
+            names[i],
+            s[0] * 1e6,
+            s[s.len() / 2] * 1e6,
+            gmacs / s[0],
+            gmacs / s[s.len() / 2]
         );
     }
 }

@@ -1,4 +1,6 @@
 //! Head kernel variants at 2 threads on the 2B4T head shape, beside a read probe, alternating.
+//!
+//! `cargo run --release -p bitnetc-codegen --example head_l2 -- [f16|f16-any|bf16|q6k] [l2]`
 use bitnetc_codegen::cpu::head::{HeadFormat, HeadKernel, HeadParams, HeadShape};
 use bitnetc_codegen::cpu::IsaLevel;
 use half::f16;
@@ -32,23 +34,47 @@ fn probe(buf: &[u64]) -> f64 {
 
 fn main() {
     let k = 2560usize;
-    let rows = 128256usize;
+    // `l2` as the second argument: one thread over 64 rows (the table stays in L2), the
+    // kernel's compute bound.
+    let in_l2 = std::env::args().nth(2).as_deref() == Some("l2");
+    let rows = if in_l2 { 64 } else { 128256usize };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let x: Vec<f32> = (0..k).map(|_| rng.gen_range(-1f32..1.0)).collect();
-    let bytes: Vec<u8> = (0..k * rows)
-        .flat_map(|_| {
-            f16::from_f32(rng.gen_range(-0.05f32..0.05))
-                .to_bits()
-                .to_le_bytes()
-        })
-        .collect();
+    // `q6k` as the first argument: the scaled-int8 rows a Q6_K table is repacked into.
+    let arg = std::env::args().nth(1).unwrap_or_default();
+    let scaled = arg == "q6k";
+    let format = match arg.as_str() {
+        "q6k" => HeadFormat::ScaledI8 { group: 16 },
+        "bf16" => HeadFormat::BF16,
+        "f16-any" => HeadFormat::F16 { finite: false },
+        _ => HeadFormat::F16 { finite: true },
+    };
+    let bytes: Vec<u8> = if scaled {
+        (0..rows)
+            .flat_map(|_| {
+                let mut row: Vec<u8> = (0..k).map(|_| rng.gen_range(-32i8..32) as u8).collect();
+                for _ in 0..k / 16 {
+                    row.extend(rng.gen_range(1e-4f32..1e-3).to_le_bytes());
+                }
+                row
+            })
+            .collect()
+    } else {
+        (0..k * rows)
+            .flat_map(|_| {
+                let v = rng.gen_range(-0.05f32..0.05);
+                if format == HeadFormat::BF16 {
+                    ((v.to_bits() >> 16) as u16).to_le_bytes()
+                } else {
+                    f16::from_f32(v).to_bits().to_le_bytes()
+                }
+            })
+            .collect()
+    };
+    println!("{} table, {} MB", format.name(), bytes.len() / 1_000_000);
     let pbuf: Vec<u64> = (0..bytes.len() / 8).map(|i| i as u64).collect();
     let variants = [(4usize, 2usize), (1, 1), (1, 2), (1, 4), (2, 2)];
-    let shape = HeadShape {
-        k,
-        rows,
-        format: HeadFormat::F16 { finite: true },
-    };
+    let shape = HeadShape { k, rows, format };
     let kerns: Vec<_> = variants
         .iter()
         .map(|&(r, u)| {
@@ -62,6 +88,13 @@ fn main() {
         ts[0].push(probe(&pbuf));
         for (i, kern) in kerns.iter().enumerate() {
             let t = Instant::now();
+            if in_l2 {
+                for _ in 0..20_000 {
+                    kern.run(&bytes, &x, &mut out, 0..rows).unwrap();
+                }
+                ts[i + 1].push(t.elapsed().as_secs_f64() / 20_000.0);
+                continue;
+            }
             std::thread::scope(|sc| {
                 let (a, b) = out.split_at_mut(rows / 2);
                 let (kern, x, bytes) = (&kern, &x, &bytes);

@@ -65,6 +65,7 @@ fn check(format: HeadFormat, bytes: &[u8], k: usize, rows: usize, x: &[f32], see
     for level in levels {
         for params in [
             HeadParams::default(),
+            HeadParams::default_for(format),
             HeadParams { rows: 1, unroll: 1 },
             HeadParams { rows: 3, unroll: 3 },
         ] {
@@ -206,6 +207,7 @@ fn scaled_int8_heads_match_the_dequantized_reference() {
     let levels = HostFeatures::detect().unwrap().supported_levels();
     for (dtype, k, rows) in [
         (DType::Q8_0, 64usize, 37usize),
+        (DType::Q8_0, 96, 13),
         (DType::Q8_0, 2560, 9),
         (DType::Q6K, 256, 23),
         (DType::Q6K, 2560, 5),
@@ -233,6 +235,10 @@ fn scaled_int8_heads_match_the_dequantized_reference() {
                 HeadParams::default(),
                 HeadParams { rows: 1, unroll: 1 },
                 HeadParams { rows: 3, unroll: 4 },
+                // Steps spanning several groups, and (K = 96) steps that straddle groups.
+                HeadParams { rows: 4, unroll: 8 },
+                HeadParams { rows: 2, unroll: 3 },
+                HeadParams::default_for(format),
             ] {
                 let kern = HeadKernel::compile(&shape, &params, level).unwrap();
                 let mut got = vec![f32::NAN; rows];

@@ -5,7 +5,7 @@
 //! blocks with 1 stream and unroll 2 for the prompt GEMM, 4 rows and unroll 2 for the head.
 
 use bitnetc_codegen::cpu::attention::AttentionParams;
-use bitnetc_codegen::cpu::head::HeadParams;
+use bitnetc_codegen::cpu::head::{HeadFormat, HeadParams};
 use bitnetc_codegen::cpu::repack::Pack;
 use bitnetc_codegen::cpu::{GemvParams, Layout};
 use serde::{Deserialize, Serialize};
@@ -175,7 +175,8 @@ impl From<PackName> for Pack {
 impl TunedParams {
     /// The heuristic default of a kernel: its family's, with the one-token GEMV's and the prompt
     /// kernel's parameters chosen for the key's ISA ([`GemvParams::decode_default_for_tag`],
-    /// [`GemvParams::prompt_default_for_tag`]), as the runtime does.
+    /// [`GemvParams::prompt_default_for_tag`]) and the head's for its table format
+    /// ([`HeadParams::default_for`]), as the runtime does.
     pub fn default_for_key(key: &KernelKey) -> TunedParams {
         match key.kind {
             KernelKind::Gemv => TunedParams::gemv(
@@ -183,6 +184,10 @@ impl TunedParams {
                 &GemvParams::decode_default_for_tag(&key.isa),
             ),
             KernelKind::Gemm => TunedParams::gemm(&GemvParams::prompt_default_for_tag(&key.isa)),
+            KernelKind::Head => match HeadFormat::from_name(&key.format) {
+                Some(format) => TunedParams::head(&HeadParams::default_for(format)),
+                None => TunedParams::default_for(KernelKind::Head),
+            },
             kind => TunedParams::default_for(kind),
         }
     }

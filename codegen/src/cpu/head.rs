@@ -30,6 +30,7 @@
 //! activations as `[x0 x2 x4 x6 x1 x3 x5 x7]`, so each accumulator lane still holds one of the
 //! eight reference partial sums, and the final combination picks them in the reference's order.
 
+use std::collections::HashMap;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
@@ -92,6 +93,19 @@ impl HeadFormat {
             HeadFormat::ScaledI8 { group: 32 } => "i8x32",
             HeadFormat::ScaledI8 { .. } => "i8x16",
         }
+    }
+
+    /// The format named `name` ([`HeadFormat::name`]).
+    pub fn from_name(name: &str) -> Option<HeadFormat> {
+        Some(match name {
+            "f16_finite" => HeadFormat::F16 { finite: true },
+            "f16" => HeadFormat::F16 { finite: false },
+            "bf16" => HeadFormat::BF16,
+            "f32" => HeadFormat::F32,
+            "i8x32" => HeadFormat::ScaledI8 { group: 32 },
+            "i8x16" => HeadFormat::ScaledI8 { group: 16 },
+            _ => return None,
+        })
     }
 
     /// Bytes of one row of `k` elements.
@@ -233,6 +247,25 @@ pub struct HeadParams {
 impl Default for HeadParams {
     fn default() -> HeadParams {
         HeadParams { rows: 4, unroll: 2 }
+    }
+}
+
+impl HeadParams {
+    /// The default for a table format. Float tables (F16, BF16, F32) take one row at a time:
+    /// the kernel is then one sequential read per thread, and Cranelift keeps its two
+    /// accumulators in registers (with 4 rows it loads every row's vectors at the top of the
+    /// loop body and spills six of the eight accumulators). Measured at the 2B4T head shape,
+    /// 2 threads, on an AVX2 EPYC (`codegen/examples/head_l2.rs`, alternating with a read
+    /// probe): rows 1 × unroll 2 reads at 72–85 % of the probe for F16 against 63–77 % for
+    /// rows 4 × unroll 2 (eight runs), BF16 79 % against 70 %. The scaled-int8 tables (Q8_0,
+    /// Q6_K) are compute-bound and keep 4 rows sharing each load of `x` (40 % against 34 %).
+    pub fn default_for(format: HeadFormat) -> HeadParams {
+        match format {
+            HeadFormat::ScaledI8 { .. } => HeadParams::default(),
+            HeadFormat::F16 { .. } | HeadFormat::BF16 | HeadFormat::F32 => {
+                HeadParams { rows: 1, unroll: 2 }
+            }
+        }
     }
 }
 
@@ -411,6 +444,17 @@ impl Emitter {
         };
         let xp = b.ins().iadd(self.x, ox);
         let tps: Vec<Value> = bases.iter().map(|&p| b.ins().iadd(p, ot)).collect();
+        // Scaled int8: the splatted scale of each (row, group) the unrolled steps touch. At the
+        // top of an iteration `ot` is a multiple of 8·unroll, so when that is a multiple of the
+        // group or divides it, step u's group is `ot / group + 8u / group`: one scale load per
+        // group instead of one per step.
+        let mut scales: HashMap<(usize, usize), Value> = HashMap::new();
+        let shared_groups = match self.format {
+            HeadFormat::ScaledI8 { group } => {
+                (8 * self.unroll).is_multiple_of(group) || group.is_multiple_of(8 * self.unroll)
+            }
+            _ => false,
+        };
         for u in 0..self.unroll {
             let xa = b.ins().load(types::F32X4, LOAD, xp, (32 * u) as i32);
             let xb = b.ins().load(types::F32X4, LOAD, xp, (32 * u + 16) as i32);
@@ -420,12 +464,19 @@ impl Emitter {
                         // Codes sign-extended to i16x8, then i32x4 halves, then f32, times the
                         // scale of their group: the byte offset `ot + 8u` is the element index.
                         let h = b.ins().sload8x8(LOAD, tp, (8 * u) as i32);
-                        let e = b.ins().iadd_imm_u(ot, (8 * u) as i64);
-                        let gi = b.ins().ushr_imm_u(e, group.trailing_zeros() as i64);
-                        let so = b.ins().ishl_imm_u(gi, 2);
-                        let sp = b.ins().iadd(bases[i], so);
-                        let sc = b.ins().load(types::F32, LOAD, sp, self.k as i32);
-                        let sc = b.ins().splat(types::F32X4, sc);
+                        let scale = |b: &mut FunctionBuilder| {
+                            let e = b.ins().iadd_imm_u(ot, (8 * u) as i64);
+                            let gi = b.ins().ushr_imm_u(e, group.trailing_zeros() as i64);
+                            let so = b.ins().ishl_imm_u(gi, 2);
+                            let sp = b.ins().iadd(bases[i], so);
+                            let sc = b.ins().load(types::F32, LOAD, sp, self.k as i32);
+                            b.ins().splat(types::F32X4, sc)
+                        };
+                        let sc = if shared_groups {
+                            *scales.entry((i, 8 * u / group)).or_insert_with(|| scale(b))
+                        } else {
+                            scale(b)
+                        };
                         let l = b.ins().swiden_low(h);
                         let l = b.ins().fcvt_from_sint(types::F32X4, l);
                         let hh = b.ins().swiden_high(h);

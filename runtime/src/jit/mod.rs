@@ -246,7 +246,10 @@ impl JitBackend {
                             tuned.key(KernelKind::Head, shape.k, shape.rows, shape.format.name());
                         match tuned.get(&key).and_then(|p| p.head_params()) {
                             Some(p) => (p, ParamSource::Cache),
-                            None => (Default::default(), ParamSource::Default),
+                            None => (
+                                bitnetc_codegen::cpu::head::HeadParams::default_for(shape.format),
+                                ParamSource::Default,
+                            ),
                         }
                     })
                 })?;
