@@ -445,3 +445,40 @@ fn f32_heads_match_the_reference_dot() {
         }
     }
 }
+
+/// With AVX (VEX encoding, unaligned memory operands allowed) each activation load of the
+/// finite-F16 head folds into the multiply that reads it: the loop is tested at the top so that
+/// the loads count as used once (a bottom-tested loop's accumulators feed both the back edge
+/// and the exit, which keeps Cranelift from merging any load of their operand trees).
+#[test]
+fn f16_head_activation_loads_fold_into_the_multiplies() {
+    use bitnetc_codegen::cpu::IsaLevel;
+    if !HostFeatures::detect()
+        .unwrap()
+        .supported_levels()
+        .contains(&IsaLevel::Avx2)
+    {
+        eprintln!("skipped: the host has no AVX2 level");
+        return;
+    }
+    let shape = HeadShape {
+        k: 2560,
+        rows: 64,
+        format: HeadFormat::F16 { finite: true },
+    };
+    for unroll in [1, 2, 4] {
+        let params = HeadParams { rows: 1, unroll };
+        let kern = HeadKernel::compile(&shape, &params, IsaLevel::Avx2).unwrap();
+        let listing = kern.info().vcode.clone().unwrap_or_default();
+        let mulps: Vec<&str> = listing
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("vmulps"))
+            .collect();
+        assert_eq!(mulps.len(), 2 * unroll, "unroll {unroll}:\n{listing}");
+        assert!(
+            mulps.iter().all(|l| l.contains("(%")),
+            "unroll {unroll}: a multiply reads a register-loaded activation:\n{listing}"
+        );
+    }
+}

@@ -317,6 +317,9 @@ fn check(shape: &HeadShape, p: &HeadParams) -> Result<usize, CodegenError> {
 
 /// Table and activation loads: in bounds, not necessarily 16-byte aligned, read-only.
 const LOAD: MemFlagsData = MemFlagsData::new().with_notrap().with_readonly();
+/// Activation loads: as `LOAD`, and free to move, so Cranelift places each one just before the
+/// multiply that reads it, where it folds into that instruction as a memory operand.
+const X_LOAD: MemFlagsData = LOAD.with_can_move();
 /// Output stores: in bounds, 4-byte aligned.
 const STORE: MemFlagsData = MemFlagsData::new().with_notrap();
 
@@ -390,14 +393,18 @@ impl Emitter {
     /// A half's sign lands on bit 31 and its exponent·mantissa on bits 13..27 after an
     /// arithmetic shift right by 3 from the lane's top; the mask clears the three sign copies
     /// and the other half's bits. Five integer operations per eight halves.
-    fn finite_pair(&self, b: &mut FunctionBuilder, h: Value) -> (Value, Value) {
-        let mask = self.splat_i32(b, 0x8FFF_E000);
+    fn finite_pair(&self, b: &mut FunctionBuilder, h: Value, mask: Value) -> (Value, Value) {
         let low_up = b.ins().ishl_imm_u(h, 16);
         let even = b.ins().sshr_imm_u(low_up, 3);
         let even = b.ins().band(even, mask);
         let odd = b.ins().sshr_imm_u(h, 3);
         let odd = b.ins().band(odd, mask);
         (self.as_f32(b, even), self.as_f32(b, odd))
+    }
+
+    /// The mask `finite_pair` applies.
+    fn finite_mask(&self, b: &mut FunctionBuilder) -> Value {
+        self.splat_i32(b, 0x8FFF_E000)
     }
 
     fn magic(&self, b: &mut FunctionBuilder) -> Value {
@@ -420,22 +427,44 @@ impl Emitter {
             .collect();
         let zero = b.ins().f32const(0.0);
         let zero_v = b.ins().splat(types::F32X4, zero);
+        // A loop tested at the top: `header` holds the offset and the accumulators and branches
+        // to `exit` or `body`; `body` jumps back. Each accumulator computed in the body then has
+        // one use (the jump's argument) rather than two (a bottom test's back edge and exit),
+        // so Cranelift's use counting sees the multiplies and their activation loads as used
+        // once and folds each load into its multiply as a memory operand. (The exit is the
+        // branch's first target on purpose: Cranelift's elaborator visits the header's
+        // dominator-tree children in reverse, and must reach the body while it still knows the
+        // body is inside the loop, or it computes the row bases and the mask in every
+        // iteration instead of before the loop.) K is a positive multiple of 8·unroll, so the
+        // first test always enters the body.
+        let header = b.create_block();
         let body = b.create_block();
         let exit = b.create_block();
-        b.append_block_param(body, self.ptr); // table byte offset (`eb` per element)
+        b.append_block_param(header, self.ptr); // table byte offset (`eb` per element)
         for _ in 0..2 * n {
-            b.append_block_param(body, types::F32X4);
+            b.append_block_param(header, types::F32X4);
             b.append_block_param(exit, types::F32X4);
         }
         let o0 = b.ins().iconst(self.ptr, 0);
         let mut args: Vec<BlockArg> = vec![o0.into()];
         args.extend(std::iter::repeat_n(BlockArg::from(zero_v), 2 * n));
-        b.ins().jump(body, &args);
+        b.ins().jump(header, &args);
+
+        b.switch_to_block(header);
+        let params = b.block_params(header).to_vec();
+        let done = b.ins().icmp_imm_u(
+            IntCC::UnsignedGreaterThanOrEqual,
+            params[0],
+            (eb * self.k) as i64,
+        );
+        let out_args: Vec<BlockArg> = params[1..].iter().map(|&a| BlockArg::from(a)).collect();
+        b.ins().brif(done, exit, &out_args, body, &[]);
 
         b.switch_to_block(body);
-        let params = b.block_params(body).to_vec();
+        b.seal_block(body);
         let ot = params[0];
         let mut accs = params[1..].to_vec();
+        let mask = (self.format == HeadFormat::F16 { finite: true }).then(|| self.finite_mask(b));
         // x offset = (4 / eb) · table offset.
         let ox = match eb {
             4 => ot,
@@ -456,8 +485,8 @@ impl Emitter {
             _ => false,
         };
         for u in 0..self.unroll {
-            let xa = b.ins().load(types::F32X4, LOAD, xp, (32 * u) as i32);
-            let xb = b.ins().load(types::F32X4, LOAD, xp, (32 * u + 16) as i32);
+            let xa = b.ins().load(types::F32X4, X_LOAD, xp, (32 * u) as i32);
+            let xb = b.ins().load(types::F32X4, X_LOAD, xp, (32 * u + 16) as i32);
             for (i, &tp) in tps.iter().enumerate() {
                 let (lo, hi) = match self.format {
                     HeadFormat::ScaledI8 { group } => {
@@ -491,7 +520,8 @@ impl Emitter {
                         // Even elements pair with `xa`, odd ones with `xb`: `run` hands the
                         // kernel each block of eight activations as [x0 x2 x4 x6 x1 x3 x5 x7].
                         let h = b.ins().load(types::I32X4, LOAD, tp, (16 * u) as i32);
-                        self.finite_pair(b, h)
+                        let mask = mask.expect("made above for finite F16 rows");
+                        self.finite_pair(b, h, mask)
                     }
                     _ => {
                         let h = b.ins().load(types::I16X8, LOAD, tp, (16 * u) as i32);
@@ -505,14 +535,10 @@ impl Emitter {
             }
         }
         let ot2 = b.ins().iadd_imm_u(ot, (8 * eb * self.unroll) as i64);
-        let more = b
-            .ins()
-            .icmp_imm_u(IntCC::UnsignedLessThan, ot2, (eb * self.k) as i64);
         let mut back: Vec<BlockArg> = vec![ot2.into()];
         back.extend(accs.iter().map(|&a| BlockArg::from(a)));
-        let out_args: Vec<BlockArg> = accs.iter().map(|&a| BlockArg::from(a)).collect();
-        b.ins().brif(more, body, &back, exit, &out_args);
-        b.seal_block(body);
+        b.ins().jump(header, &back);
+        b.seal_block(header);
         b.switch_to_block(exit);
         b.seal_block(exit);
         let res = b.block_params(exit).to_vec();
