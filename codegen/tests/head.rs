@@ -228,7 +228,11 @@ fn scaled_int8_heads_match_the_dequantized_reference() {
             })
             .collect();
         let packed = repack_scaled_i8(dtype, &bytes, k, rows).unwrap();
-        let format = HeadFormat::of(dtype, true).unwrap();
+        // (The CPU backends take Q6_K tables as `HeadFormat::Q6K`; the scaled-int8 form of them
+        // is what the CUDA head reads.)
+        let format = HeadFormat::ScaledI8 {
+            group: if dtype == DType::Q8_0 { 32 } else { 16 },
+        };
         let shape = HeadShape { k, rows, format };
         for &level in &levels {
             for params in [
@@ -276,13 +280,21 @@ fn compiles_for_aarch64() {
             HeadFormat::ScaledI8 { group: 16 },
             HeadFormat::ScaledI8 { group: 32 },
             HeadFormat::F32,
+            HeadFormat::Q6K,
         ] {
             let shape = HeadShape {
                 k: 2560,
                 rows: 128256,
                 format,
             };
-            for params in [HeadParams::default(), HeadParams { rows: 1, unroll: 1 }] {
+            let mut params_list = vec![
+                HeadParams::default_for(format),
+                HeadParams { rows: 1, unroll: 1 },
+            ];
+            if format != HeadFormat::Q6K {
+                params_list.push(HeadParams::default());
+            }
+            for params in params_list {
                 let info = compile_only(&shape, &params, &target).unwrap();
                 assert!(!info.code.is_empty(), "{format:?}");
                 assert!(info.target.is_aarch64());
@@ -374,8 +386,23 @@ fn head_kernels_stay_inside_guarded_buffers() {
         (HeadFormat::ScaledI8 { group: 32 }, 96, 11),
         (HeadFormat::ScaledI8 { group: 16 }, 256, 6),
         (HeadFormat::F32, 48, 9),
+        (HeadFormat::Q6K, 512, 6),
     ] {
         let bytes = match format {
+            HeadFormat::Q6K => {
+                let rb = DType::Q6K.row_bytes(k as u64).unwrap() as usize;
+                let mut raw = vec![0u8; rb * rows];
+                for r in 0..rows {
+                    let x: Vec<f32> = (0..k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+                    bitnetc_models::quant::quantize_row(
+                        DType::Q6K,
+                        &x,
+                        &mut raw[r * rb..(r + 1) * rb],
+                    )
+                    .unwrap();
+                }
+                bitnetc_codegen::cpu::head::repack_q6k(&raw, k, rows).unwrap()
+            }
             HeadFormat::ScaledI8 { group } => {
                 let dtype = if group == 32 { DType::Q8_0 } else { DType::Q6K };
                 let rb = dtype.row_bytes(k as u64).unwrap() as usize;
@@ -400,7 +427,12 @@ fn head_kernels_stay_inside_guarded_buffers() {
             let gx = Guarded::new(&x_bytes, at_end);
             let mut go = Guarded::new(&vec![0u8; 4 * rows], at_end);
             for &level in &levels {
-                for params in [HeadParams::default(), HeadParams { rows: 3, unroll: 1 }] {
+                let params_list = if format == HeadFormat::Q6K {
+                    vec![HeadParams::default_for(format)]
+                } else {
+                    vec![HeadParams::default(), HeadParams { rows: 3, unroll: 1 }]
+                };
+                for params in params_list {
                     let kern = HeadKernel::compile(&shape, &params, level).unwrap();
                     let mut want = vec![0.0f32; rows];
                     kern.run(&bytes, &x, &mut want, 0..rows).unwrap();
@@ -481,4 +513,115 @@ fn f16_head_activation_loads_fold_into_the_multiplies() {
             "unroll {unroll}: a multiply reads a register-loaded activation:\n{listing}"
         );
     }
+}
+
+/// Q8_K as `bitnet-gguf.md` §2.3 defines it, transcribed independently of the crate's: values,
+/// and the scale of each 256-block.
+fn q8k_reference(x: &[f32]) -> (Vec<i32>, Vec<f32>) {
+    let mut qs = vec![0i32; x.len()];
+    let mut ds = vec![0.0f32; x.len() / 256];
+    for (b, blk) in x.chunks(256).enumerate() {
+        let mut max = 0.0f32;
+        for &v in blk {
+            if v.abs() > max.abs() {
+                max = v;
+            }
+        }
+        if max == 0.0 {
+            continue;
+        }
+        let iscale = -127.0 / max;
+        for (i, &v) in blk.iter().enumerate() {
+            qs[256 * b + i] = ((iscale * v).round_ties_even() as i32).min(127);
+        }
+        ds[b] = 1.0 / iscale;
+    }
+    (qs, ds)
+}
+
+/// The Q6_K × Q8_K logit of one Q6_K row (raw 210-byte blocks), the reference's order.
+fn q6k_reference(row: &[u8], x: &[f32]) -> f32 {
+    let (xq, dx) = q8k_reference(x);
+    let mut total = 0.0f32;
+    for (b, blk) in row.chunks(210).enumerate() {
+        let d = f16::from_bits(u16::from_le_bytes([blk[208], blk[209]])).to_f32();
+        let mut isum = 0i32;
+        for e in 0..256 {
+            // Element e: half h, position l within 32, quarter (0..4) of the half.
+            let (h, quarter, l) = (e / 128, (e % 128) / 32, e % 32);
+            let ql = blk[64 * h + l + 32 * (quarter % 2)];
+            let low = if quarter < 2 { ql & 0xF } else { ql >> 4 };
+            let high = (blk[128 + 32 * h + l] >> (2 * quarter)) & 3;
+            let q = i32::from(low | (high << 4)) - 32;
+            let scale = i32::from(blk[192 + e / 16] as i8);
+            isum += scale * q * xq[256 * b + e];
+        }
+        total += (d * dx[b]) * isum as f32;
+    }
+    total
+}
+
+/// Q6_K tables multiplied by Q8_K activations (`HeadFormat::Q6K`) equal the transcription above
+/// bit for bit at every ISA level, at one and several super-blocks, with zero and extreme
+/// activation blocks; row ranges and bad tables behave.
+#[test]
+fn q6k_heads_match_the_q8k_reference() {
+    use bitnetc_codegen::cpu::head::repack_q6k;
+    use bitnetc_models::quant;
+    let mut rng = ChaCha8Rng::seed_from_u64(33);
+    let levels = HostFeatures::detect().unwrap().supported_levels();
+    for (k, rows) in [(256usize, 23usize), (768, 7), (2560, 5)] {
+        let rb = k / 256 * 210;
+        let mut bytes = vec![0u8; rb * rows];
+        for r in 0..rows {
+            let x: Vec<f32> = (0..k).map(|_| rng.gen_range(-3.0f32..3.0)).collect();
+            quant::q6_k::quantize_row(&x, &mut bytes[r * rb..(r + 1) * rb]).unwrap();
+        }
+        // Extreme sub-block scales (−128 and 127) in the first row.
+        bytes[192] = 0x80;
+        bytes[193] = 0x7f;
+        let packed = repack_q6k(&bytes, k, rows).unwrap();
+        let shape = HeadShape {
+            k,
+            rows,
+            format: HeadFormat::Q6K,
+        };
+        let mut xs: Vec<Vec<f32>> = (0..3)
+            .map(|_| (0..k).map(|_| rng.gen_range(-2.0f32..2.0)).collect())
+            .collect();
+        // A zero block, and a block whose extreme is negative with a positive twin.
+        xs[1][..256].fill(0.0);
+        xs[2][5] = -7.5;
+        xs[2][9] = 7.5;
+        for x in &xs {
+            let want: Vec<u32> = (0..rows)
+                .map(|r| q6k_reference(&bytes[r * rb..(r + 1) * rb], x).to_bits())
+                .collect();
+            for &level in &levels {
+                let params = HeadParams::default_for(HeadFormat::Q6K);
+                let kern = HeadKernel::compile(&shape, &params, level).unwrap();
+                let mut got = vec![f32::NAN; rows];
+                kern.run(&packed, x, &mut got, 0..rows).unwrap();
+                let g: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+                assert_eq!(g, want, "q6k {k}x{rows} {level}");
+                let mut part = vec![f32::NAN; rows - 2];
+                kern.run(&packed, x, &mut part, 1..rows - 1).unwrap();
+                assert_eq!(&part[..], &got[1..rows - 1]);
+            }
+        }
+        let mut bad = bytes.clone();
+        bad[208..210].copy_from_slice(&f16::NAN.to_le_bytes());
+        assert!(repack_q6k(&bad, k, rows).is_err());
+        assert!(repack_q6k(&bytes[1..], k, rows).is_err());
+    }
+    // Several rows per block and K not a multiple of 256 are refused, not miscompiled.
+    let shape = HeadShape {
+        k: 256,
+        rows: 8,
+        format: HeadFormat::Q6K,
+    };
+    let level = levels[0];
+    assert!(HeadKernel::compile(&shape, &HeadParams { rows: 4, unroll: 1 }, level).is_err());
+    let shape = HeadShape { k: 264, ..shape };
+    assert!(HeadKernel::compile(&shape, &HeadParams { rows: 1, unroll: 1 }, level).is_err());
 }

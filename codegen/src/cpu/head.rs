@@ -67,6 +67,12 @@ pub enum HeadFormat {
         /// Elements per scale: 16 or 32.
         group: usize,
     },
+    /// A Q6_K table multiplied the way llama.cpp multiplies it: by the activations quantized to
+    /// Q8_K, in integers within each 256-element super-block (the reference's
+    /// `q6k_output_head`). A row is `K` codes `q` (u8, 0..=63, element `e` is
+    /// `d·scale·(q − 32)`), then per super-block 16 i16 sub-block scales and `d` as f32
+    /// (36 bytes); [`repack_q6k`] builds it at load.
+    Q6K,
 }
 
 impl HeadFormat {
@@ -78,7 +84,7 @@ impl HeadFormat {
             DType::BF16 => Some(HeadFormat::BF16),
             DType::F32 => Some(HeadFormat::F32),
             DType::Q8_0 => Some(HeadFormat::ScaledI8 { group: 32 }),
-            DType::Q6K => Some(HeadFormat::ScaledI8 { group: 16 }),
+            DType::Q6K => Some(HeadFormat::Q6K),
             _ => None,
         }
     }
@@ -92,6 +98,7 @@ impl HeadFormat {
             HeadFormat::F32 => "f32",
             HeadFormat::ScaledI8 { group: 32 } => "i8x32",
             HeadFormat::ScaledI8 { .. } => "i8x16",
+            HeadFormat::Q6K => "q6k_q8k",
         }
     }
 
@@ -104,6 +111,7 @@ impl HeadFormat {
             "f32" => HeadFormat::F32,
             "i8x32" => HeadFormat::ScaledI8 { group: 32 },
             "i8x16" => HeadFormat::ScaledI8 { group: 16 },
+            "q6k_q8k" => HeadFormat::Q6K,
             _ => return None,
         })
     }
@@ -114,13 +122,14 @@ impl HeadFormat {
             HeadFormat::F16 { .. } | HeadFormat::BF16 => 2 * k,
             HeadFormat::F32 => 4 * k,
             HeadFormat::ScaledI8 { group } => k + 4 * (k / group),
+            HeadFormat::Q6K => k + Q6K_META * (k / 256),
         }
     }
 
     /// Bytes per element of the code part of a row.
     fn elem_bytes(self) -> usize {
         match self {
-            HeadFormat::ScaledI8 { .. } => 1,
+            HeadFormat::ScaledI8 { .. } | HeadFormat::Q6K => 1,
             HeadFormat::F32 => 4,
             _ => 2,
         }
@@ -203,6 +212,47 @@ pub fn repack_scaled_i8(
     Ok(out)
 }
 
+/// Bytes after a [`HeadFormat::Q6K`] row's codes per super-block: 16 i16 scales and `d` (f32).
+const Q6K_META: usize = 36;
+
+/// Repacks a Q6_K table (`rows × k`, `k` a multiple of 256) into [`HeadFormat::Q6K`] rows. A
+/// block with a non-finite `d` is an error (the reference refuses it too).
+pub fn repack_q6k(bytes: &[u8], k: usize, rows: usize) -> Result<Vec<u8>, CodegenError> {
+    use bitnetc_models::quant::q6_k::{block_parts, BLOCK_BYTES, BLOCK_ELEMS};
+    let src_row = k / BLOCK_ELEMS * BLOCK_BYTES;
+    if !k.is_multiple_of(BLOCK_ELEMS) || bytes.len() != src_row * rows {
+        return Err(CodegenError::Shape(format!(
+            "Q6_K table of {} bytes for {rows} rows of {k}",
+            bytes.len()
+        )));
+    }
+    let dst_row = HeadFormat::Q6K.row_bytes(k);
+    let mut out = vec![0u8; dst_row * rows];
+    for (r, (src, dst)) in bytes
+        .chunks_exact(src_row)
+        .zip(out.chunks_exact_mut(dst_row))
+        .enumerate()
+    {
+        let (codes, meta) = dst.split_at_mut(k);
+        for (bi, blk) in src.chunks_exact(BLOCK_BYTES).enumerate() {
+            let (q, scales, d) = block_parts(blk.try_into().expect("exact chunk"));
+            if !d.is_finite() {
+                return Err(CodegenError::Weight {
+                    name: "q6_k head table".into(),
+                    problem: format!("row {r}: block {bi} has a non-finite scale {d}"),
+                });
+            }
+            codes[bi * BLOCK_ELEMS..(bi + 1) * BLOCK_ELEMS].copy_from_slice(&q);
+            let m = &mut meta[bi * Q6K_META..(bi + 1) * Q6K_META];
+            for (j, &sc) in scales.iter().enumerate() {
+                m[2 * j..2 * j + 2].copy_from_slice(&i16::from(sc).to_le_bytes());
+            }
+            m[32..36].copy_from_slice(&d.to_le_bytes());
+        }
+    }
+    Ok(out)
+}
+
 /// Whether every element of an F16 table (little-endian bytes) is finite.
 pub fn f16_table_is_finite(bytes: &[u8]) -> bool {
     const EXP: u64 = 0x7c00_7c00_7c00_7c00;
@@ -262,6 +312,7 @@ impl HeadParams {
     pub fn default_for(format: HeadFormat) -> HeadParams {
         match format {
             HeadFormat::ScaledI8 { .. } => HeadParams::default(),
+            HeadFormat::Q6K => HeadParams { rows: 1, unroll: 1 },
             HeadFormat::F16 { .. } | HeadFormat::BF16 | HeadFormat::F32 => {
                 HeadParams { rows: 1, unroll: 2 }
             }
@@ -308,11 +359,29 @@ fn check(shape: &HeadShape, p: &HeadParams) -> Result<usize, CodegenError> {
             )));
         }
     }
+    if shape.format == HeadFormat::Q6K && (!shape.k.is_multiple_of(256) || p.rows != 1) {
+        return Err(CodegenError::Unsupported(format!(
+            "q6_k head: K = {} must be a multiple of 256, and rows {} must be 1",
+            shape.k, p.rows
+        )));
+    }
     let steps = shape.k / 8;
     Ok((1..=p.unroll)
         .rev()
         .find(|u| steps.is_multiple_of(*u))
         .unwrap_or(1))
+}
+
+/// `Σ` of adjacent lane pairs of the i16 products `a·b`, in i32 lanes: the tree x86-64 lowers
+/// to one `pmaddwd`.
+fn dot_i16_pairs(b: &mut FunctionBuilder, x: Value, y: Value) -> Value {
+    let xl = b.ins().swiden_low(x);
+    let yl = b.ins().swiden_low(y);
+    let xh = b.ins().swiden_high(x);
+    let yh = b.ins().swiden_high(y);
+    let lo = b.ins().imul(xl, yl);
+    let hi = b.ins().imul(xh, yh);
+    b.ins().iadd_pairwise(lo, hi)
 }
 
 /// Table and activation loads: in bounds, not necessarily 16-byte aligned, read-only.
@@ -324,6 +393,8 @@ const X_LOAD: MemFlagsData = LOAD.with_can_move();
 const STORE: MemFlagsData = MemFlagsData::new().with_notrap();
 
 struct Emitter {
+    /// Whether `x86_pmaddubsw` is available (SSSE3 on x86-64).
+    pmaddubsw: bool,
     k: usize,
     unroll: usize,
     format: HeadFormat,
@@ -346,7 +417,7 @@ impl Emitter {
     /// Converts the low or high four elements of the 16-byte vector `h` to f32x4.
     fn widen(&self, b: &mut FunctionBuilder, h: Value, high: bool) -> Value {
         match self.format {
-            HeadFormat::ScaledI8 { .. } | HeadFormat::F32 => {
+            HeadFormat::ScaledI8 { .. } | HeadFormat::F32 | HeadFormat::Q6K => {
                 unreachable!("int8 and f32 rows are converted in rows_block")
             }
             HeadFormat::BF16 => {
@@ -411,6 +482,121 @@ impl Emitter {
         // 2^112 as f32: exponent 127 + 112.
         let c = b.ins().f32const(f32::from_bits((127 + 112) << 23));
         b.ins().splat(types::F32X4, c)
+    }
+
+    /// Emits one [`HeadFormat::Q6K`] row `row` and stores its logit at `out_ptr`. `x` points at
+    /// the Q8_K activations as `HeadKernel::run` lays them out: `K` i8 values, `K/16` i16 block
+    /// sums, `K/256` f32 scales. Per super-block the integer sum is
+    /// `Σ_j scale_j·Σ_e q_e·x_e − 32·Σ_j scale_j·bsum_j` (products of the unsigned codes, then
+    /// the `q − 32` offset through the block sums), exact in i32; the logit accumulates
+    /// `(d·dx)·f32(isum)` block by block, as the reference does.
+    fn q6k_row(&self, b: &mut FunctionBuilder, row: Value, out_ptr: Value) {
+        let nb = self.k / 256;
+        let row_bytes = HeadFormat::Q6K.row_bytes(self.k) as i64;
+        let off = b.ins().imul_imm_u(row, row_bytes);
+        let base = b.ins().iadd(self.table, off);
+        let zero = b.ins().f32const(0.0);
+        // Top-tested loop over super-blocks (see `rows_block` for why the test is at the top).
+        let header = b.create_block();
+        let body = b.create_block();
+        let exit = b.create_block();
+        b.append_block_param(header, self.ptr); // super-block index
+        b.append_block_param(header, types::F32);
+        b.append_block_param(exit, types::F32);
+        let b0 = b.ins().iconst(self.ptr, 0);
+        b.ins().jump(header, &[b0.into(), zero.into()]);
+        b.switch_to_block(header);
+        let (bi, total) = (b.block_params(header)[0], b.block_params(header)[1]);
+        let done = b
+            .ins()
+            .icmp_imm_u(IntCC::UnsignedGreaterThanOrEqual, bi, nb as i64);
+        b.ins().brif(done, exit, &[total.into()], body, &[]);
+
+        b.switch_to_block(body);
+        b.seal_block(body);
+        let e0 = b.ins().imul_imm_u(bi, 256);
+        let cp = b.ins().iadd(base, e0);
+        let xp = b.ins().iadd(self.x, e0);
+        let mo = b.ins().imul_imm_u(bi, Q6K_META as i64);
+        let mo = b.ins().iadd_imm_u(mo, self.k as i64);
+        let meta = b.ins().iadd(base, mo);
+        // Every load here is free to move, so Cranelift places each sub-block's loads where the
+        // sub-block is summed instead of loading all sixteen at the top and spilling them.
+        let scale_vecs: Vec<Value> = (0..2)
+            .map(|h| b.ins().load(types::I16X8, X_LOAD, meta, 16 * h))
+            .collect();
+        let mut accs = Vec::new();
+        for j in 0..16 {
+            let c = b.ins().load(types::I8X16, X_LOAD, cp, (16 * j) as i32);
+            let xv = b.ins().load(types::I8X16, X_LOAD, xp, (16 * j) as i32);
+            // Pair sums of code·x within sub-block j, in i16 (at most 2·63·127).
+            let p = if self.pmaddubsw {
+                b.ins().x86_pmaddubsw(xv, c)
+            } else {
+                let cl = b.ins().swiden_low(c);
+                let xl = b.ins().swiden_low(xv);
+                let ch = b.ins().swiden_high(c);
+                let xh = b.ins().swiden_high(xv);
+                let lo = b.ins().imul(cl, xl);
+                let hi = b.ins().imul(ch, xh);
+                b.ins().iadd(lo, hi)
+            };
+            // Scale j in every i16 lane, by a byte shuffle of the loaded scales (a `splat`
+            // would be folded into the widening and lose the `pmaddwd` form).
+            let lane = 2 * (j % 8) as u8;
+            let mask: Vec<u8> = (0..16).map(|i| lane + (i % 2) as u8).collect();
+            let scv = b.ins().bitcast(types::I8X16, self.le, scale_vecs[j / 8]);
+            let bc = if self.pmaddubsw {
+                let m = b.func.dfg.constants.insert(mask.into());
+                let m = b.ins().vconst(types::I8X16, m);
+                b.ins().x86_pshufb(scv, m)
+            } else {
+                let m = b.func.dfg.immediates.push(mask.into());
+                b.ins().shuffle(scv, scv, m)
+            };
+            let sc = b.ins().bitcast(types::I16X8, self.le, bc);
+            accs.push(dot_i16_pairs(b, p, sc));
+        }
+        while accs.len() > 1 {
+            accs = accs.chunks(2).map(|c| b.ins().iadd(c[0], c[1])).collect();
+        }
+        // The `q − 32` offset: 32·Σ_j scale_j·bsum_j.
+        let bso = b.ins().imul_imm_u(bi, 32);
+        let bsp = b.ins().iadd(self.x, bso);
+        let mut corr = None;
+        for (h, &sc) in scale_vecs.iter().enumerate() {
+            let bs = b
+                .ins()
+                .load(types::I16X8, X_LOAD, bsp, self.k as i32 + 16 * h as i32);
+            let d = dot_i16_pairs(b, sc, bs);
+            corr = Some(match corr {
+                None => d,
+                Some(c) => b.ins().iadd(c, d),
+            });
+        }
+        let corr = b.ins().ishl_imm_u(corr.expect("two halves"), 5);
+        let acc = b.ins().isub(accs[0], corr);
+        let lanes: Vec<Value> = (0..4).map(|l| b.ins().extractlane(acc, l as u8)).collect();
+        let s01 = b.ins().iadd(lanes[0], lanes[1]);
+        let s23 = b.ins().iadd(lanes[2], lanes[3]);
+        let isum = b.ins().iadd(s01, s23);
+        let isum = b.ins().fcvt_from_sint(types::F32, isum);
+        let d = b.ins().load(types::F32, X_LOAD, meta, 32);
+        let dxo = b.ins().ishl_imm_u(bi, 2);
+        let dxp = b.ins().iadd(self.x, dxo);
+        let dx = b
+            .ins()
+            .load(types::F32, X_LOAD, dxp, (self.k + 2 * (self.k / 16)) as i32);
+        let ddx = b.ins().fmul(d, dx);
+        let term = b.ins().fmul(ddx, isum);
+        let total2 = b.ins().fadd(total, term);
+        let bi2 = b.ins().iadd_imm_u(bi, 1);
+        b.ins().jump(header, &[bi2.into(), total2.into()]);
+        b.seal_block(header);
+        b.switch_to_block(exit);
+        b.seal_block(exit);
+        let res = b.block_params(exit)[0];
+        b.ins().store(STORE, res, out_ptr, 0);
     }
 
     /// Emits the row block starting at table row `row` (an index value) with `n` rows and
@@ -597,6 +783,7 @@ pub fn build_function(
     let p = b.block_params(entry).to_vec();
     let (table, x, out, rb, re) = (p[0], p[1], p[2], p[3], p[4]);
     let em = Emitter {
+        pmaddubsw: target.info.is_x86_64() && target.info.has("has_ssse3"),
         k: shape.k,
         unroll,
         format: shape.format,
@@ -631,7 +818,11 @@ pub fn build_function(
         let rel = b.ins().isub(r, rb);
         let off = b.ins().imul_imm_u(rel, 4);
         let dst = b.ins().iadd(out, off);
-        em.rows_block(b, r, step, dst);
+        if em.format == HeadFormat::Q6K {
+            em.q6k_row(b, r, dst);
+        } else {
+            em.rows_block(b, r, step, dst);
+        }
         let r2 = b.ins().iadd_imm_u(r, step as i64);
         b.ins().jump(head, &[r2.into()]);
         b.seal_block(head);
@@ -666,6 +857,25 @@ pub fn compile_only(
         vcode,
         compile_time: t0.elapsed(),
     })
+}
+
+/// `x` quantized to Q8_K in the layout the [`HeadFormat::Q6K`] kernel reads: `K` i8 values,
+/// `K/16` i16 block sums, `K/256` f32 scales (little-endian), padded to whole u32 words.
+fn q6k_activations(x: &[f32]) -> Result<Vec<u32>, CodegenError> {
+    let q = bitnetc_models::quant::q8_k::quantize_row(x)
+        .map_err(|e| CodegenError::Shape(e.to_string()))?;
+    let mut bytes: Vec<u8> = Vec::with_capacity(x.len() + x.len() / 8 + x.len() / 64 + 4);
+    bytes.extend(q.qs.iter().map(|&v| v as u8));
+    bytes.extend(q.bsums.iter().flat_map(|v| v.to_le_bytes()));
+    bytes.extend(q.d.iter().flat_map(|v| v.to_le_bytes()));
+    Ok(bytes
+        .chunks(4)
+        .map(|c| {
+            let mut w = [0u8; 4];
+            w[..c.len()].copy_from_slice(c);
+            u32::from_le_bytes(w)
+        })
+        .collect())
 }
 
 /// 2^112: the exponent rebias from half to single precision.
@@ -782,6 +992,21 @@ impl HeadKernel {
                 s.rows,
                 out.len()
             )));
+        }
+        if s.format == HeadFormat::Q6K {
+            let act = q6k_activations(x)?;
+            // SAFETY: as below; `act` holds the K values, K/16 sums and K/256 scales the kernel
+            // reads.
+            unsafe {
+                (self.func)(
+                    table.as_ptr(),
+                    act.as_ptr().cast(),
+                    out.as_mut_ptr(),
+                    rows.start,
+                    rows.end,
+                )
+            };
+            return Ok(());
         }
         let scaled: Vec<f32>;
         let x = match s.format {

@@ -540,6 +540,7 @@ fn head_table(
             }
             (table, exact)
         }
+        HeadFormat::Q6K => unreachable!("the CUDA head takes Q6_K tables as scaled int8 rows"),
     }
 }
 

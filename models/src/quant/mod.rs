@@ -14,6 +14,7 @@ pub mod float;
 pub mod i2s;
 pub mod q6_k;
 pub mod q8_0;
+pub mod q8_k;
 pub mod ternary;
 mod ternary_rows;
 pub mod tq1_0;

@@ -51,6 +51,25 @@ pub fn dequantize_row(row: &[u8], out: &mut [f32]) -> Result<(), QuantError> {
     Ok(())
 }
 
+/// One super-block's integer parts: the 6-bit values `q` (0..=63, element order; the element's
+/// value is `d·scale·(q − 32)`), the sixteen sub-block scales and `d` as f32 (not checked here).
+pub fn block_parts(blk: &[u8; BLOCK_BYTES]) -> ([u8; BLOCK_ELEMS], [i8; 16], f32) {
+    let mut q = [0u8; BLOCK_ELEMS];
+    for h in 0..2 {
+        let ql = &blk[64 * h..64 * h + 64];
+        let qh = &blk[128 + 32 * h..128 + 32 * h + 32];
+        let y = &mut q[128 * h..128 * h + 128];
+        for l in 0..32 {
+            y[l] = (ql[l] & 0xF) | ((qh[l] & 3) << 4);
+            y[l + 32] = (ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4);
+            y[l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+            y[l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+        }
+    }
+    let scales = std::array::from_fn(|j| blk[192 + j] as i8);
+    (q, scales, read_f16(&blk[208..210]).to_f32())
+}
+
 /// A simple, deterministic Q6_K quantizer (not ggml's search-based one).
 ///
 /// Per 16-element sub-block `s_j = max|x|/31`; `d = f16(max_j s_j / 127)`;

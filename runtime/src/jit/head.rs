@@ -1,10 +1,11 @@
-//! The output head on the generated kernel (F16 / BF16 tables).
+//! The output head on the generated kernel (F16 / BF16 / F32 tables, Q8_0 and Q6_K repacked).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bitnetc_codegen::cpu::head::{
-    f16_table_is_finite, repack_scaled_i8, HeadFormat, HeadKernel, HeadParams, HeadShape,
+    f16_table_is_finite, repack_q6k, repack_scaled_i8, HeadFormat, HeadKernel, HeadParams,
+    HeadShape,
 };
 use bitnetc_codegen::cpu::Target;
 use bitnetc_codegen::CodegenError;
@@ -70,6 +71,13 @@ impl HeadPlan {
                 let reason = format!("head width {k} is not a multiple of {group}");
                 return Ok((HeadPlan::Fallback { reason }, Duration::ZERO));
             }
+            HeadFormat::Q6K => match repack_rows(table.dtype, bytes, k, rows) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    let reason = format!("cannot repack the head table: {e}");
+                    return Ok((HeadPlan::Fallback { reason }, Duration::ZERO));
+                }
+            },
             _ => None,
         };
         let shape = HeadShape { k, rows, format };
@@ -117,13 +125,22 @@ impl HeadPlan {
     }
 }
 
-/// [`repack_scaled_i8`] over chunks of rows in parallel.
+/// [`repack_q6k`] (Q6_K) or [`repack_scaled_i8`] (Q8_0) over chunks of rows in parallel.
 fn repack_rows(dtype: DType, bytes: &[u8], k: usize, rows: usize) -> Result<Vec<u8>, CodegenError> {
     const CHUNK: usize = 4096;
     let src_row = bytes.len() / rows.max(1);
+    if src_row == 0 {
+        return Err(CodegenError::Shape(format!(
+            "{dtype} head table of {} bytes for {rows} rows",
+            bytes.len()
+        )));
+    }
     let parts: Vec<Vec<u8>> = bytes
         .par_chunks(src_row * CHUNK)
-        .map(|c| repack_scaled_i8(dtype, c, k, c.len() / src_row))
+        .map(|c| match dtype {
+            DType::Q6K => repack_q6k(c, k, c.len() / src_row),
+            _ => repack_scaled_i8(dtype, c, k, c.len() / src_row),
+        })
         .collect::<Result<_, _>>()?;
     Ok(parts.concat())
 }

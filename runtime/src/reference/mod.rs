@@ -10,7 +10,7 @@ pub mod weights;
 
 use std::sync::Arc;
 
-use bitnetc_ir::{Activation, Graph, Op, Weight};
+use bitnetc_ir::{Activation, DType, Graph, Op, Weight};
 use rayon::prelude::*;
 
 use crate::error::RuntimeError;
@@ -51,6 +51,65 @@ impl OpKernels for ReferenceKernels {
     ) -> Result<Vec<f32>, RuntimeError> {
         output_head(table, xs)
     }
+}
+
+/// Logits of a Q6_K table as llama.cpp computes them (`bitnet-gguf.md` §2.3): each row of `xs`
+/// quantized to Q8_K; per super-block `b` of a table row the exact integer
+/// `isum_b = Σ_j scale_j · Σ_{e in sub-block j} (q_e − 32)·x_e`; the logit
+/// `Σ_b (d_b·dx_b)·f32(isum_b)`, accumulated block by block from 0 (multiply, then add).
+pub fn q6k_output_head(table: &Weight, xs: &[&[f32]]) -> Result<Vec<f32>, RuntimeError> {
+    use bitnetc_models::quant::{q6_k, q8_k};
+    let (width, n_rows) = (table.dims[0] as usize, table.dims[1] as usize);
+    let err = |problem: String| RuntimeError::Weight {
+        name: table.name.clone(),
+        problem,
+    };
+    let row_bytes = width / q6_k::BLOCK_ELEMS * q6_k::BLOCK_BYTES;
+    let bytes = table.data.bytes();
+    if !width.is_multiple_of(q6_k::BLOCK_ELEMS) || bytes.len() != row_bytes * n_rows {
+        return Err(err(format!(
+            "Q6_K table of {} bytes for {n_rows} rows of {width}",
+            bytes.len()
+        )));
+    }
+    let acts: Vec<q8_k::Q8kRow> = xs
+        .iter()
+        .map(|x| q8_k::quantize_row(x).map_err(|e| err(e.to_string())))
+        .collect::<Result<_, _>>()?;
+    let mut by_row = vec![0.0f32; n_rows * xs.len()];
+    by_row
+        .par_chunks_mut(ROWS_PER_TASK * xs.len())
+        .enumerate()
+        .try_for_each(|(chunk, out)| {
+            for (r, o) in out.chunks_mut(xs.len()).enumerate() {
+                let m = chunk * ROWS_PER_TASK + r;
+                let row = &bytes[m * row_bytes..(m + 1) * row_bytes];
+                o.fill(0.0);
+                for (b, blk) in row.chunks_exact(q6_k::BLOCK_BYTES).enumerate() {
+                    let blk: &[u8; q6_k::BLOCK_BYTES] = blk.try_into().expect("exact chunk");
+                    let (q, scales, d) = q6_k::block_parts(blk);
+                    if !d.is_finite() {
+                        return Err(err(format!(
+                            "row {m}: block {b} has a non-finite scale {d}"
+                        )));
+                    }
+                    for (o, act) in o.iter_mut().zip(&acts) {
+                        let xq = &act.qs[b * 256..(b + 1) * 256];
+                        let isum: i32 = (0..16)
+                            .map(|j| {
+                                let group: i32 = (16 * j..16 * j + 16)
+                                    .map(|e| (i32::from(q[e]) - 32) * i32::from(xq[e]))
+                                    .sum();
+                                i32::from(scales[j]) * group
+                            })
+                            .sum();
+                        *o += (d * act.d[b]) * isum as f32;
+                    }
+                }
+            }
+            Ok::<(), RuntimeError>(())
+        })?;
+    Ok(transpose(&by_row, n_rows, xs.len()))
 }
 
 /// A rayon pool of `threads` workers (at least one).
@@ -237,8 +296,13 @@ pub fn attention(
     out
 }
 
-/// Logits for each row of `xs`: the dot product with every row of the table.
+/// Logits for each row of `xs`: the dot product with every row of the table. A Q6_K table is
+/// multiplied the way llama.cpp multiplies it ([`q6k_output_head`]); every other format is
+/// decoded to f32 and dotted with `x` in f32 ([`dot_f32`]).
 pub fn output_head(table: &Weight, xs: &[&[f32]]) -> Result<Vec<f32>, RuntimeError> {
+    if table.dtype == DType::Q6K {
+        return q6k_output_head(table, xs);
+    }
     let (width, n_rows) = (table.dims[0] as usize, table.dims[1] as usize);
     let mut by_row = vec![0.0f32; n_rows * xs.len()];
     by_row
