@@ -1,5 +1,6 @@
-//! Output head (logits of one token over an F16 table) at the BitNet b1.58 2B4T shape
-//! (2560 × 128256, 657 MB: it does not fit in any cache) and the large preset's (1536 × 32002):
+//! Output head (logits of one token over an F16 or a Q6_K table) at the BitNet b1.58 2B4T shape
+//! (2560 × 128256; 657 MB in F16, 269 MB in Q6_K: neither fits in any cache) and the large
+//! preset's (1536 × 32002):
 //! the generated kernel as the JIT backend runs it (`HeadPlan::run`, rows split across its
 //! worker pool)
 //! against the reference backend's `output_head`, on 1 and 2 threads. Throughput is table bytes
@@ -7,6 +8,7 @@
 
 use std::hint::black_box;
 
+use bitnetc_codegen::cpu::head::HeadParams;
 use bitnetc_codegen::cpu::WorkerPool;
 use bitnetc_codegen::cpu::{IsaLevel, Target};
 use bitnetc_ir::{DType, Weight, WeightBytes};
@@ -36,17 +38,41 @@ fn f16_table(k: usize, rows: usize) -> Weight {
     }
 }
 
+/// The same kind of values as [`f16_table`], quantized with the project's Q6_K quantizer.
+fn q6k_table(k: usize, rows: usize) -> Weight {
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let row_bytes = k / 256 * 210;
+    let mut bytes = vec![0u8; row_bytes * rows];
+    for row in bytes.chunks_exact_mut(row_bytes) {
+        let x: Vec<f32> = (0..k).map(|_| rng.gen_range(-0.05f32..0.05)).collect();
+        bitnetc_models::quant::q6_k::quantize_row(&x, row).expect("q6_k row");
+    }
+    Weight {
+        name: "token_embd.weight".into(),
+        dtype: DType::Q6K,
+        dims: vec![k as u64, rows as u64],
+        data: WeightBytes::owned(bytes),
+    }
+}
+
 fn head(c: &mut Criterion) {
     let target = Target::host(IsaLevel::Native).expect("host target");
     let mut g = c.benchmark_group("output_head");
     g.sample_size(10);
-    for (name, k, rows) in SHAPES {
-        let table = f16_table(k, rows);
+    for (name, k, table) in SHAPES.iter().flat_map(|&(name, k, rows)| {
+        [
+            (format!("f16/{name}"), k, f16_table(k, rows)),
+            (format!("q6_k/{name}"), k, q6k_table(k, rows)),
+        ]
+    }) {
         let x: Vec<f32> = (0..k)
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
             .collect();
-        let (plan, _) = HeadPlan::build(&table, &target, |_| {
-            (Default::default(), bitnetc_tune::ParamSource::Default)
+        let (plan, _) = HeadPlan::build(&table, &target, |shape| {
+            (
+                HeadParams::default_for(shape.format),
+                bitnetc_tune::ParamSource::Default,
+            )
         })
         .expect("head kernel");
         // The two must agree before either is timed.
@@ -55,7 +81,7 @@ fn head(c: &mut Criterion) {
                 .unwrap(),
             output_head(&table, &[&x]).unwrap()
         );
-        g.throughput(Throughput::Bytes((2 * k * rows) as u64));
+        g.throughput(Throughput::Bytes(table.data.bytes().len() as u64));
         for threads in [1usize, 2] {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)

@@ -193,6 +193,20 @@ fn bad_shapes_and_buffers_are_errors() {
     assert!(kernel.run(&table, &x, &mut out, 0..5).is_err());
     assert!(kernel.run(&table, &x, &mut out[..3], 0..4).is_err());
     assert!(kernel.run(&table, &x, &mut out, 0..4).is_ok());
+    // Activations prepared by a kernel of another K or table format are refused.
+    let other_k = HeadShape { k: 24, ..shape };
+    let other_k = HeadKernel::compile(&other_k, &HeadParams::default(), level).unwrap();
+    let input = other_k.prepare(&[0.0f32; 24]).unwrap();
+    assert!(kernel.run_prepared(&table, &input, &mut out, 0..4).is_err());
+    let other_f = HeadShape {
+        format: HeadFormat::F32,
+        ..shape
+    };
+    let other_f = HeadKernel::compile(&other_f, &HeadParams::default(), level).unwrap();
+    let input = other_f.prepare(&x).unwrap();
+    assert!(kernel.run_prepared(&table, &input, &mut out, 0..4).is_err());
+    let input = kernel.prepare(&x).unwrap();
+    assert!(kernel.run_prepared(&table, &input, &mut out, 0..4).is_ok());
 }
 
 /// Q8_0 and Q6_K tables repacked to scaled int8: every row equals the dot product of the

@@ -69,9 +69,9 @@ pub enum HeadFormat {
     },
     /// A Q6_K table multiplied the way llama.cpp multiplies it: by the activations quantized to
     /// Q8_K, in integers within each 256-element super-block (the reference's
-    /// `q6k_output_head`). A row is `K` codes `q` (u8, 0..=63, element `e` is
-    /// `d·scale·(q − 32)`), then per super-block 16 i16 sub-block scales and `d` as f32
-    /// (36 bytes); [`repack_q6k`] builds it at load.
+    /// `q6k_output_head`). A row is one 292-byte block per super-block: 256 codes `q` (u8,
+    /// 0..=63, element `e` is `d·scale·(q − 32)`), 16 i16 sub-block scales and `d` as f32, so
+    /// a row is one sequential read; [`repack_q6k`] builds it at load.
     Q6K,
 }
 
@@ -212,7 +212,8 @@ pub fn repack_scaled_i8(
     Ok(out)
 }
 
-/// Bytes after a [`HeadFormat::Q6K`] row's codes per super-block: 16 i16 scales and `d` (f32).
+/// Bytes after each super-block's codes in a [`HeadFormat::Q6K`] row: 16 i16 scales and `d`
+/// (f32).
 const Q6K_META: usize = 36;
 
 /// Repacks a Q6_K table (`rows × k`, `k` a multiple of 256) into [`HeadFormat::Q6K`] rows. A
@@ -233,8 +234,12 @@ pub fn repack_q6k(bytes: &[u8], k: usize, rows: usize) -> Result<Vec<u8>, Codege
         .zip(out.chunks_exact_mut(dst_row))
         .enumerate()
     {
-        let (codes, meta) = dst.split_at_mut(k);
-        for (bi, blk) in src.chunks_exact(BLOCK_BYTES).enumerate() {
+        for (bi, (blk, out_blk)) in src
+            .chunks_exact(BLOCK_BYTES)
+            .zip(dst.chunks_exact_mut(BLOCK_ELEMS + Q6K_META))
+            .enumerate()
+        {
+            let (codes, m) = out_blk.split_at_mut(BLOCK_ELEMS);
             let (q, scales, d) = block_parts(blk.try_into().expect("exact chunk"));
             if !d.is_finite() {
                 return Err(CodegenError::Weight {
@@ -242,8 +247,7 @@ pub fn repack_q6k(bytes: &[u8], k: usize, rows: usize) -> Result<Vec<u8>, Codege
                     problem: format!("row {r}: block {bi} has a non-finite scale {d}"),
                 });
             }
-            codes[bi * BLOCK_ELEMS..(bi + 1) * BLOCK_ELEMS].copy_from_slice(&q);
-            let m = &mut meta[bi * Q6K_META..(bi + 1) * Q6K_META];
+            codes.copy_from_slice(&q);
             for (j, &sc) in scales.iter().enumerate() {
                 m[2 * j..2 * j + 2].copy_from_slice(&i16::from(sc).to_le_bytes());
             }
@@ -515,11 +519,10 @@ impl Emitter {
         b.switch_to_block(body);
         b.seal_block(body);
         let e0 = b.ins().imul_imm_u(bi, 256);
-        let cp = b.ins().iadd(base, e0);
         let xp = b.ins().iadd(self.x, e0);
-        let mo = b.ins().imul_imm_u(bi, Q6K_META as i64);
-        let mo = b.ins().iadd_imm_u(mo, self.k as i64);
-        let meta = b.ins().iadd(base, mo);
+        let bo = b.ins().imul_imm_u(bi, (256 + Q6K_META) as i64);
+        let cp = b.ins().iadd(base, bo);
+        let meta = b.ins().iadd_imm_u(cp, 256);
         // Every load here is free to move, so Cranelift places each sub-block's loads where the
         // sub-block is summed instead of loading all sixteen at the top and spilling them.
         let scale_vecs: Vec<Value> = (0..2)
@@ -960,11 +963,59 @@ impl HeadKernel {
     }
 
     /// Logits of rows `rows` for activations `x` (`K` values) into `out`
-    /// (`rows.len()` values). `table` is the whole `[rows × K]` table.
+    /// (`rows.len()` values). `table` is the whole `[rows × K]` table. (To run several row
+    /// ranges for the same `x`, [`HeadKernel::prepare`] it once and call
+    /// [`HeadKernel::run_prepared`].)
     pub fn run(
         &self,
         table: &[u8],
         x: &[f32],
+        out: &mut [f32],
+        rows: Range<usize>,
+    ) -> Result<(), CodegenError> {
+        let input = self.prepare(x)?;
+        self.run_prepared(table, &input, out, rows)
+    }
+
+    /// `x` (`K` values) in the form this kernel reads: as given; times 2^112 and deinterleaved
+    /// for finite F16 tables; quantized to Q8_K for Q6_K tables.
+    pub fn prepare(&self, x: &[f32]) -> Result<HeadInput, CodegenError> {
+        let s = &self.info.shape;
+        if x.len() != s.k {
+            return Err(CodegenError::Shape(format!(
+                "head K = {}, x has {} values",
+                s.k,
+                x.len()
+            )));
+        }
+        let data = match s.format {
+            HeadFormat::Q6K => InputData::Q8k(q6k_activations(x)?),
+            // `x · 2^112` would overflow: the plain order in Rust, same results.
+            HeadFormat::F16 { finite: true } if !x.iter().all(|v| v.abs() < X_LIMIT) => {
+                InputData::Large(x.to_vec())
+            }
+            // Times 2^112, and each block of eight as [x0 x2 x4 x6 x1 x3 x5 x7] (the kernel
+            // converts even and odd halves separately).
+            HeadFormat::F16 { finite: true } => InputData::F32(
+                x.chunks_exact(8)
+                    .flat_map(|c| [0, 2, 4, 6, 1, 3, 5, 7].map(|j| c[j] * REBIAS))
+                    .collect(),
+            ),
+            _ => InputData::F32(x.to_vec()),
+        };
+        Ok(HeadInput {
+            k: s.k,
+            format: s.format,
+            data,
+        })
+    }
+
+    /// [`HeadKernel::run`] on activations [`HeadKernel::prepare`]d by a kernel of the same K and
+    /// table format.
+    pub fn run_prepared(
+        &self,
+        table: &[u8],
+        input: &HeadInput,
         out: &mut [f32],
         rows: Range<usize>,
     ) -> Result<(), CodegenError> {
@@ -979,11 +1030,13 @@ impl HeadKernel {
                 s.format.name()
             )));
         }
-        if x.len() != s.k {
+        if input.k != s.k || input.format != s.format {
             return Err(CodegenError::Shape(format!(
-                "head K = {}, x has {} values",
+                "head input prepared for K = {} {}, the kernel is K = {} {}",
+                input.k,
+                input.format.name(),
                 s.k,
-                x.len()
+                s.format.name()
             )));
         }
         if rows.start > rows.end || rows.end > s.rows || out.len() != rows.len() {
@@ -993,51 +1046,38 @@ impl HeadKernel {
                 out.len()
             )));
         }
-        if s.format == HeadFormat::Q6K {
-            let act = q6k_activations(x)?;
-            // SAFETY: as below; `act` holds the K values, K/16 sums and K/256 scales the kernel
-            // reads.
-            unsafe {
-                (self.func)(
-                    table.as_ptr(),
-                    act.as_ptr().cast(),
-                    out.as_mut_ptr(),
-                    rows.start,
-                    rows.end,
-                )
-            };
-            return Ok(());
-        }
-        let scaled: Vec<f32>;
-        let x = match s.format {
-            HeadFormat::F16 { finite: true } => {
-                if !x.iter().all(|v| v.abs() < X_LIMIT) {
-                    // `x · 2^112` would overflow: the plain order in Rust, same results.
-                    plain_rows(s, table, x, out, rows);
-                    return Ok(());
-                }
-                // Times 2^112, and each block of eight as [x0 x2 x4 x6 x1 x3 x5 x7] (the
-                // kernel converts even and odd halves separately).
-                scaled = x
-                    .chunks_exact(8)
-                    .flat_map(|c| [0, 2, 4, 6, 1, 3, 5, 7].map(|j| c[j] * REBIAS))
-                    .collect();
-                &scaled[..]
+        let x: *const f32 = match &input.data {
+            InputData::F32(v) => v.as_ptr(),
+            InputData::Q8k(v) => v.as_ptr().cast(),
+            InputData::Large(x) => {
+                plain_rows(s, table, x, out, rows);
+                return Ok(());
             }
-            _ => x,
         };
-        // SAFETY: checked above: the table holds every row, x has K values, out the rows.
-        unsafe {
-            (self.func)(
-                table.as_ptr(),
-                x.as_ptr(),
-                out.as_mut_ptr(),
-                rows.start,
-                rows.end,
-            )
-        };
+        // SAFETY: checked above: the table holds every row, the input is what this kernel reads
+        // for K (K floats; or K i8 values, K/16 i16 sums and K/256 f32 scales for Q6_K), `out`
+        // holds the rows.
+        unsafe { (self.func)(table.as_ptr(), x, out.as_mut_ptr(), rows.start, rows.end) };
         Ok(())
     }
+}
+
+/// Activations prepared for a head kernel ([`HeadKernel::prepare`]).
+#[derive(Clone, Debug)]
+pub struct HeadInput {
+    k: usize,
+    format: HeadFormat,
+    data: InputData,
+}
+
+#[derive(Clone, Debug)]
+enum InputData {
+    /// What the kernel reads, f32.
+    F32(Vec<f32>),
+    /// Q8_K words (Q6_K tables).
+    Q8k(Vec<u32>),
+    /// Activations too large to prescale for a finite-F16 kernel: computed in Rust.
+    Large(Vec<f32>),
 }
 
 #[cfg(test)]

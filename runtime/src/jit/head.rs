@@ -109,11 +109,12 @@ impl HeadPlan {
         let mut out = vec![0.0f32; xs.len() * rows];
         let failure: Mutex<Option<CodegenError>> = Mutex::new(None);
         for (x, o) in xs.iter().zip(out.chunks_mut(rows)) {
+            let input = kernel.prepare(x)?;
             let o_parts = DisjointParts::new(o);
             pool.run_ranges(rows, MIN_ROWS, &|range| {
                 // SAFETY: the ranges are disjoint.
                 let part = unsafe { o_parts.slice(range.clone()) };
-                if let Err(e) = kernel.run(bytes, x, part, range.clone()) {
+                if let Err(e) = kernel.run_prepared(bytes, &input, part, range.clone()) {
                     *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
                 }
             });
