@@ -1,6 +1,9 @@
 //! Head kernel variants at 2 threads on the 2B4T head shape, beside a read probe, alternating.
 //!
-//! `cargo run --release -p bitnetc-codegen --example head_l2 -- [f16|f16-any|bf16|q6k] [l2]`
+//! `cargo run --release -p bitnetc-codegen --example head_l2 -- [f16|f16-any|bf16|q6k|q6k-q8k] [l2]`
+//!
+//! (`q6k`: the scaled-int8 rows the CUDA head reads a Q6_K table as; `q6k-q8k`: the CPU
+//! backends' Q6_K form, multiplied by Q8_K activations.)
 use bitnetc_codegen::cpu::head::{HeadFormat, HeadKernel, HeadParams, HeadShape};
 use bitnetc_codegen::cpu::IsaLevel;
 use half::f16;
@@ -45,11 +48,24 @@ fn main() {
     let scaled = arg == "q6k";
     let format = match arg.as_str() {
         "q6k" => HeadFormat::ScaledI8 { group: 16 },
+        "q6k-q8k" => HeadFormat::Q6K,
         "bf16" => HeadFormat::BF16,
         "f16-any" => HeadFormat::F16 { finite: false },
         _ => HeadFormat::F16 { finite: true },
     };
-    let bytes: Vec<u8> = if scaled {
+    let bytes: Vec<u8> = if format == HeadFormat::Q6K {
+        // Per super-block: 256 codes (0..=63), 16 i16 scales, d.
+        (0..rows * k / 256)
+            .flat_map(|_| {
+                let mut blk: Vec<u8> = (0..256).map(|_| rng.gen_range(0u8..64)).collect();
+                for _ in 0..16 {
+                    blk.extend(rng.gen_range(-128i16..128).to_le_bytes());
+                }
+                blk.extend(rng.gen_range(1e-4f32..1e-3).to_le_bytes());
+                blk
+            })
+            .collect()
+    } else if scaled {
         (0..rows)
             .flat_map(|_| {
                 let mut row: Vec<u8> = (0..k).map(|_| rng.gen_range(-32i8..32) as u8).collect();
@@ -73,7 +89,11 @@ fn main() {
     };
     println!("{} table, {} MB", format.name(), bytes.len() / 1_000_000);
     let pbuf: Vec<u64> = (0..bytes.len() / 8).map(|i| i as u64).collect();
-    let variants = [(4usize, 2usize), (1, 1), (1, 2), (1, 4), (2, 2)];
+    let variants: &[(usize, usize)] = if format == HeadFormat::Q6K {
+        &[(1, 1)]
+    } else {
+        &[(4, 2), (1, 1), (1, 2), (1, 4), (2, 2)]
+    };
     let shape = HeadShape { k, rows, format };
     let kerns: Vec<_> = variants
         .iter()
@@ -89,8 +109,11 @@ fn main() {
         for (i, kern) in kerns.iter().enumerate() {
             let t = Instant::now();
             if in_l2 {
+                // Activations prepared once, as the runtime does per token.
+                let input = kern.prepare(&x).unwrap();
                 for _ in 0..20_000 {
-                    kern.run(&bytes, &x, &mut out, 0..rows).unwrap();
+                    kern.run_prepared(&bytes, &input, &mut out, 0..rows)
+                        .unwrap();
                 }
                 ts[i + 1].push(t.elapsed().as_secs_f64() / 20_000.0);
                 continue;
