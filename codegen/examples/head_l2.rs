@@ -54,10 +54,10 @@ fn main() {
         _ => HeadFormat::F16 { finite: true },
     };
     let bytes: Vec<u8> = if format == HeadFormat::Q6K {
-        // Per super-block: 256 codes (0..=63), 16 i16 scales, d.
+        // Per super-block: 256 6-bit codes (192 bytes, any values), 16 i16 scales, d.
         (0..rows * k / 256)
             .flat_map(|_| {
-                let mut blk: Vec<u8> = (0..256).map(|_| rng.gen_range(0u8..64)).collect();
+                let mut blk: Vec<u8> = (0..192).map(|_| rng.gen::<u8>()).collect();
                 for _ in 0..16 {
                     blk.extend(rng.gen_range(-128i16..128).to_le_bytes());
                 }

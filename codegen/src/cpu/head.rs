@@ -69,9 +69,10 @@ pub enum HeadFormat {
     },
     /// A Q6_K table multiplied the way llama.cpp multiplies it: by the activations quantized to
     /// Q8_K, in integers within each 256-element super-block (the reference's
-    /// `q6k_output_head`). A row is one 292-byte block per super-block: 256 codes `q` (u8,
-    /// 0..=63, element `e` is `d·scale·(q − 32)`), 16 i16 sub-block scales and `d` as f32, so
-    /// a row is one sequential read; [`repack_q6k`] builds it at load.
+    /// `q6k_output_head`). A row is one 228-byte block per super-block: the 6-bit codes `q`
+    /// (0..=63, element `e` is `d·scale·(q − 32)`) as 128 bytes of nibbles and 64 of bit pairs,
+    /// 16 i16 sub-block scales and `d` as f32, so a row is one sequential read;
+    /// [`repack_q6k`] builds it at load.
     Q6K,
 }
 
@@ -122,7 +123,7 @@ impl HeadFormat {
             HeadFormat::F16 { .. } | HeadFormat::BF16 => 2 * k,
             HeadFormat::F32 => 4 * k,
             HeadFormat::ScaledI8 { group } => k + 4 * (k / group),
-            HeadFormat::Q6K => k + Q6K_META * (k / 256),
+            HeadFormat::Q6K => Q6K_BLOCK * (k / 256),
         }
     }
 
@@ -215,6 +216,12 @@ pub fn repack_scaled_i8(
 /// Bytes after each super-block's codes in a [`HeadFormat::Q6K`] row: 16 i16 scales and `d`
 /// (f32).
 const Q6K_META: usize = 36;
+/// Bytes of the 6-bit codes of a [`HeadFormat::Q6K`] super-block: 128 bytes of low nibbles
+/// (byte `i`: element `i` low, element `i + 128` high) and 64 bytes of high bit pairs (byte
+/// `i`: elements `i`, `i + 64`, `i + 128`, `i + 192` from the lowest pair up).
+const Q6K_CODES: usize = 192;
+/// Bytes of one [`HeadFormat::Q6K`] super-block: codes, 16 i16 scales, `d`.
+const Q6K_BLOCK: usize = Q6K_CODES + Q6K_META;
 
 /// Repacks a Q6_K table (`rows × k`, `k` a multiple of 256) into [`HeadFormat::Q6K`] rows. A
 /// block with a non-finite `d` is an error (the reference refuses it too).
@@ -236,10 +243,10 @@ pub fn repack_q6k(bytes: &[u8], k: usize, rows: usize) -> Result<Vec<u8>, Codege
     {
         for (bi, (blk, out_blk)) in src
             .chunks_exact(BLOCK_BYTES)
-            .zip(dst.chunks_exact_mut(BLOCK_ELEMS + Q6K_META))
+            .zip(dst.chunks_exact_mut(Q6K_BLOCK))
             .enumerate()
         {
-            let (codes, m) = out_blk.split_at_mut(BLOCK_ELEMS);
+            let (codes, m) = out_blk.split_at_mut(Q6K_CODES);
             let (q, scales, d) = block_parts(blk.try_into().expect("exact chunk"));
             if !d.is_finite() {
                 return Err(CodegenError::Weight {
@@ -247,7 +254,13 @@ pub fn repack_q6k(bytes: &[u8], k: usize, rows: usize) -> Result<Vec<u8>, Codege
                     problem: format!("row {r}: block {bi} has a non-finite scale {d}"),
                 });
             }
-            codes.copy_from_slice(&q);
+            let (low, high) = codes.split_at_mut(128);
+            for (i, l) in low.iter_mut().enumerate() {
+                *l = (q[i] & 0xF) | ((q[i + 128] & 0xF) << 4);
+            }
+            for (i, h) in high.iter_mut().enumerate() {
+                *h = (0..4).fold(0u8, |acc, n| acc | ((q[i + 64 * n] >> 4) << (2 * n)));
+            }
             for (j, &sc) in scales.iter().enumerate() {
                 m[2 * j..2 * j + 2].copy_from_slice(&i16::from(sc).to_le_bytes());
             }
@@ -520,17 +533,50 @@ impl Emitter {
         b.seal_block(body);
         let e0 = b.ins().imul_imm_u(bi, 256);
         let xp = b.ins().iadd(self.x, e0);
-        let bo = b.ins().imul_imm_u(bi, (256 + Q6K_META) as i64);
+        let bo = b.ins().imul_imm_u(bi, Q6K_BLOCK as i64);
         let cp = b.ins().iadd(base, bo);
-        let meta = b.ins().iadd_imm_u(cp, 256);
+        let meta = b.ins().iadd_imm_u(cp, Q6K_CODES as i64);
         // Every load here is free to move, so Cranelift places each sub-block's loads where the
         // sub-block is summed instead of loading all sixteen at the top and spilling them.
         let scale_vecs: Vec<Value> = (0..2)
             .map(|h| b.ins().load(types::I16X8, X_LOAD, meta, 16 * h))
             .collect();
+        let splat_i8 = |b: &mut FunctionBuilder, v: u8| {
+            let c = b.func.dfg.constants.insert(vec![v; 16].into());
+            b.ins().vconst(types::I8X16, c)
+        };
+        // Sub-block j's codes: the low nibbles of low-nibble vector j % 8 (j < 8) or their high
+        // nibbles (j ≥ 8), and bits 4..5 from bit pair j / 4 of high-bit vector j % 4. The
+        // sub-blocks are taken in the order that uses each loaded vector in a row.
         let mut accs = Vec::new();
-        for j in 0..16 {
-            let c = b.ins().load(types::I8X16, X_LOAD, cp, (16 * j) as i32);
+        for j in (0..4).flat_map(|m| [m, m + 8, m + 4, m + 12]) {
+            let low = b
+                .ins()
+                .load(types::I8X16, X_LOAD, cp, (16 * (j % 8)) as i32);
+            let low = if j < 8 {
+                low
+            } else {
+                let w = b.ins().bitcast(types::I16X8, self.le, low);
+                let w = b.ins().ushr_imm_u(w, 4);
+                b.ins().bitcast(types::I8X16, self.le, w)
+            };
+            let m0f = splat_i8(b, 0x0F);
+            let low = b.ins().band(low, m0f);
+            let high = b
+                .ins()
+                .load(types::I8X16, X_LOAD, cp, (128 + 16 * (j % 4)) as i32);
+            let w = b.ins().bitcast(types::I16X8, self.le, high);
+            // Pair j / 4 to bits 4..5 (16-bit shifts: the mask drops what crosses bytes).
+            let w = match j / 4 {
+                0 => b.ins().ishl_imm_u(w, 4),
+                1 => b.ins().ishl_imm_u(w, 2),
+                2 => w,
+                _ => b.ins().ushr_imm_u(w, 2),
+            };
+            let high = b.ins().bitcast(types::I8X16, self.le, w);
+            let m30 = splat_i8(b, 0x30);
+            let high = b.ins().band(high, m30);
+            let c = b.ins().bor(low, high);
             let xv = b.ins().load(types::I8X16, X_LOAD, xp, (16 * j) as i32);
             // Pair sums of code·x within sub-block j, in i16 (at most 2·63·127).
             let p = if self.pmaddubsw {
@@ -549,14 +595,10 @@ impl Emitter {
             let lane = 2 * (j % 8) as u8;
             let mask: Vec<u8> = (0..16).map(|i| lane + (i % 2) as u8).collect();
             let scv = b.ins().bitcast(types::I8X16, self.le, scale_vecs[j / 8]);
-            let bc = if self.pmaddubsw {
-                let m = b.func.dfg.constants.insert(mask.into());
-                let m = b.ins().vconst(types::I8X16, m);
-                b.ins().x86_pshufb(scv, m)
-            } else {
-                let m = b.func.dfg.immediates.push(mask.into());
-                b.ins().shuffle(scv, scv, m)
-            };
+            // (A `shuffle` keeps its mask an immediate, which x86-64 reads from the constant
+            // pool as `pshufb`'s memory operand instead of holding eight masks in registers.)
+            let m = b.func.dfg.immediates.push(mask.into());
+            let bc = b.ins().shuffle(scv, scv, m);
             let sc = b.ins().bitcast(types::I16X8, self.le, bc);
             accs.push(dot_i16_pairs(b, p, sc));
         }
