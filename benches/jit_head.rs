@@ -1,5 +1,6 @@
-//! Output head (logits of one token over an F16 or a Q6_K table) at the BitNet b1.58 2B4T shape
-//! (2560 × 128256; 657 MB in F16, 269 MB in Q6_K: neither fits in any cache) and the large
+//! Output head (logits of one token over an F16, a Q6_K or a Q8_0 table) at the BitNet b1.58 2B4T
+//! shape (2560 × 128256; 657 MB in F16, 269 MB in Q6_K, 349 MB in Q8_0: none fits in any cache)
+//! and the large
 //! preset's (1536 × 32002):
 //! the generated kernel as the JIT backend runs it (`HeadPlan::run`, rows split across its
 //! worker pool)
@@ -55,6 +56,23 @@ fn q6k_table(k: usize, rows: usize) -> Weight {
     }
 }
 
+/// The same kind of values as [`f16_table`], quantized with the project's Q8_0 quantizer.
+fn q8_0_table(k: usize, rows: usize) -> Weight {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let row_bytes = k / 32 * 34;
+    let mut bytes = vec![0u8; row_bytes * rows];
+    for row in bytes.chunks_exact_mut(row_bytes) {
+        let x: Vec<f32> = (0..k).map(|_| rng.gen_range(-0.05f32..0.05)).collect();
+        bitnetc_models::quant::q8_0::quantize_row(&x, row).expect("q8_0 row");
+    }
+    Weight {
+        name: "token_embd.weight".into(),
+        dtype: DType::Q8_0,
+        dims: vec![k as u64, rows as u64],
+        data: WeightBytes::owned(bytes),
+    }
+}
+
 fn head(c: &mut Criterion) {
     let target = Target::host(IsaLevel::Native).expect("host target");
     let mut g = c.benchmark_group("output_head");
@@ -63,6 +81,7 @@ fn head(c: &mut Criterion) {
         [
             (format!("f16/{name}"), k, f16_table(k, rows)),
             (format!("q6_k/{name}"), k, q6k_table(k, rows)),
+            (format!("q8_0/{name}"), k, q8_0_table(k, rows)),
         ]
     }) {
         let x: Vec<f32> = (0..k)

@@ -2,7 +2,7 @@
 //! over ~1 GiB of copies, so they stream from memory): median GB/s of 7 rounds per variant and
 //! its ratio to the first (the default), measured in the same run.
 //!
-//! `cargo run --release -p bitnetc-codegen --example gemv_ab -- [threads]`
+//! `[VARIANTS=16:4x2,16:4x8] cargo run --release -p bitnetc-codegen --example gemv_ab -- [threads]`
 
 use std::time::Instant;
 
@@ -16,17 +16,30 @@ fn main() {
         .num_threads(threads)
         .build()
         .unwrap();
-    let variants: Vec<(Layout, usize, usize)> = vec![
-        (
-            Layout::default(),
-            GemvParams::default().streams,
-            GemvParams::default().unroll,
-        ),
-        (Layout::rows16(16), 4, 2),
-        (Layout::rows16(16), 2, 2),
-        (Layout::rows16(32), 2, 2),
-        (Layout::rows16(32), 4, 2),
-    ];
+    // VARIANTS=R:SxU,... (rows per group, streams, unroll) replaces the built-in list.
+    let from_env: Option<Vec<(Layout, usize, usize)>> = std::env::var("VARIANTS").ok().map(|v| {
+        v.split(',')
+            .map(|s| {
+                let (r, su) = s.split_once(':').expect("VARIANTS entries are R:SxU");
+                let (st, u) = su.split_once('x').expect("VARIANTS entries are R:SxU");
+                let n = |x: &str| x.parse::<usize>().expect("a number");
+                (Layout::rows16(n(r)), n(st), n(u))
+            })
+            .collect()
+    });
+    let variants: Vec<(Layout, usize, usize)> = from_env.unwrap_or_else(|| {
+        vec![
+            (
+                Layout::default(),
+                GemvParams::default().streams,
+                GemvParams::default().unroll,
+            ),
+            (Layout::rows16(16), 4, 2),
+            (Layout::rows16(16), 2, 2),
+            (Layout::rows16(32), 2, 2),
+            (Layout::rows16(32), 4, 2),
+        ]
+    });
     for (k, m) in [
         (2560usize, 2560usize),
         (2560, 6912),

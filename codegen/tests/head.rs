@@ -295,6 +295,7 @@ fn compiles_for_aarch64() {
             HeadFormat::ScaledI8 { group: 32 },
             HeadFormat::F32,
             HeadFormat::Q6K,
+            HeadFormat::Q8_0,
         ] {
             let shape = HeadShape {
                 k: 2560,
@@ -305,7 +306,7 @@ fn compiles_for_aarch64() {
                 HeadParams::default_for(format),
                 HeadParams { rows: 1, unroll: 1 },
             ];
-            if format != HeadFormat::Q6K {
+            if !matches!(format, HeadFormat::Q6K | HeadFormat::Q8_0) {
                 params_list.push(HeadParams::default());
             }
             for params in params_list {
@@ -401,6 +402,7 @@ fn head_kernels_stay_inside_guarded_buffers() {
         (HeadFormat::ScaledI8 { group: 16 }, 256, 6),
         (HeadFormat::F32, 48, 9),
         (HeadFormat::Q6K, 512, 6),
+        (HeadFormat::Q8_0, 160, 7),
     ] {
         let bytes = match format {
             HeadFormat::Q6K => {
@@ -416,6 +418,20 @@ fn head_kernels_stay_inside_guarded_buffers() {
                     .unwrap();
                 }
                 bitnetc_codegen::cpu::head::repack_q6k(&raw, k, rows).unwrap()
+            }
+            HeadFormat::Q8_0 => {
+                let rb = DType::Q8_0.row_bytes(k as u64).unwrap() as usize;
+                let mut raw = vec![0u8; rb * rows];
+                for r in 0..rows {
+                    let x: Vec<f32> = (0..k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+                    bitnetc_models::quant::quantize_row(
+                        DType::Q8_0,
+                        &x,
+                        &mut raw[r * rb..(r + 1) * rb],
+                    )
+                    .unwrap();
+                }
+                bitnetc_codegen::cpu::head::repack_q8_0(&raw, k, rows).unwrap()
             }
             HeadFormat::ScaledI8 { group } => {
                 let dtype = if group == 32 { DType::Q8_0 } else { DType::Q6K };
@@ -441,7 +457,7 @@ fn head_kernels_stay_inside_guarded_buffers() {
             let gx = Guarded::new(&x_bytes, at_end);
             let mut go = Guarded::new(&vec![0u8; 4 * rows], at_end);
             for &level in &levels {
-                let params_list = if format == HeadFormat::Q6K {
+                let params_list = if matches!(format, HeadFormat::Q6K | HeadFormat::Q8_0) {
                     vec![HeadParams::default_for(format)]
                 } else {
                     vec![HeadParams::default(), HeadParams { rows: 3, unroll: 1 }]
@@ -637,5 +653,99 @@ fn q6k_heads_match_the_q8k_reference() {
     let level = levels[0];
     assert!(HeadKernel::compile(&shape, &HeadParams { rows: 4, unroll: 1 }, level).is_err());
     let shape = HeadShape { k: 264, ..shape };
+    assert!(HeadKernel::compile(&shape, &HeadParams { rows: 1, unroll: 1 }, level).is_err());
+}
+
+/// The Q8_0 × Q8_0 logit of one raw Q8_0 row (34-byte blocks), transcribed from
+/// `bitnet-gguf.md` §2.3 independently of the crate: each 32-block of `x` gets
+/// `d = f16(amax/127)`, values `round(x·(1/d))` (half away from zero, `1/d` of the f32 `d`);
+/// the logit is `Σ_b (d_b·dx_b)·f32(Σ w·q)` block by block.
+fn q8_0_reference(row: &[u8], x: &[f32]) -> f32 {
+    let mut total = 0.0f32;
+    for (blk, xb) in row.chunks(34).zip(x.chunks(32)) {
+        let amax = xb.iter().map(|v| v.abs()).fold(0.0f32, f32::max);
+        let d32 = amax / 127.0;
+        let inv = if d32 == 0.0 { 0.0 } else { 1.0 / d32 };
+        let dx = f16::from_f32(d32).to_f32();
+        let isum: i32 = blk[2..]
+            .iter()
+            .zip(xb)
+            .map(|(&w, &v)| i32::from(w as i8) * ((v * inv).round().clamp(-127.0, 127.0) as i32))
+            .sum();
+        let d = f16::from_bits(u16::from_le_bytes([blk[0], blk[1]])).to_f32();
+        total += (d * dx) * isum as f32;
+    }
+    total
+}
+
+/// Q8_0 tables multiplied by Q8_0 activations (`HeadFormat::Q8_0`) equal the transcription
+/// above bit for bit at every ISA level: K with only a partial group of blocks (32, 96), whole
+/// groups (128, 2560) and both (160, 224); codes −128 and 127, a zero activation block, an
+/// activation of ±127·d exactly; row ranges; bad tables and shapes are refused.
+#[test]
+fn q8_0_heads_match_the_q8_0_reference() {
+    use bitnetc_codegen::cpu::head::repack_q8_0;
+    let mut rng = ChaCha8Rng::seed_from_u64(35);
+    let levels = HostFeatures::detect().unwrap().supported_levels();
+    for (k, rows) in [
+        (32usize, 9usize),
+        (96, 7),
+        (128, 11),
+        (160, 5),
+        (224, 6),
+        (2560, 5),
+    ] {
+        let rb = k / 32 * 34;
+        // Raw blocks: random codes (any i8, −128 included) and random finite scales.
+        let mut bytes: Vec<u8> = (0..rb * rows).map(|_| rng.gen()).collect();
+        for blk in bytes.chunks_mut(34) {
+            let d = f16::from_f32(rng.gen_range(-0.05f32..0.05));
+            blk[..2].copy_from_slice(&d.to_le_bytes());
+        }
+        bytes[2] = 0x80;
+        bytes[3] = 0x7f;
+        let packed = repack_q8_0(&bytes, k, rows).unwrap();
+        let shape = HeadShape {
+            k,
+            rows,
+            format: HeadFormat::Q8_0,
+        };
+        let mut xs: Vec<Vec<f32>> = (0..3)
+            .map(|_| (0..k).map(|_| rng.gen_range(-2.0f32..2.0)).collect())
+            .collect();
+        xs[1][..32].fill(0.0);
+        xs[2][0] = -12.7;
+        xs[2][1] = 12.7;
+        for x in &xs {
+            let want: Vec<u32> = (0..rows)
+                .map(|r| q8_0_reference(&bytes[r * rb..(r + 1) * rb], x).to_bits())
+                .collect();
+            for &level in &levels {
+                let params = HeadParams::default_for(HeadFormat::Q8_0);
+                let kern = HeadKernel::compile(&shape, &params, level).unwrap();
+                let mut got = vec![f32::NAN; rows];
+                kern.run(&packed, x, &mut got, 0..rows).unwrap();
+                let g: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+                assert_eq!(g, want, "q8_0 {k}x{rows} {level}");
+                let mut part = vec![f32::NAN; rows - 2];
+                kern.run(&packed, x, &mut part, 1..rows - 1).unwrap();
+                assert_eq!(&part[..], &got[1..rows - 1]);
+            }
+        }
+        let mut bad = bytes.clone();
+        let last = rb * rows - 34;
+        bad[last..last + 2].copy_from_slice(&f16::INFINITY.to_le_bytes());
+        assert!(repack_q8_0(&bad, k, rows).is_err());
+        assert!(repack_q8_0(&bytes[1..], k, rows).is_err());
+    }
+    // Several rows per block and K not a multiple of 32 are refused, not miscompiled.
+    let shape = HeadShape {
+        k: 64,
+        rows: 8,
+        format: HeadFormat::Q8_0,
+    };
+    let level = levels[0];
+    assert!(HeadKernel::compile(&shape, &HeadParams { rows: 2, unroll: 1 }, level).is_err());
+    let shape = HeadShape { k: 72, ..shape };
     assert!(HeadKernel::compile(&shape, &HeadParams { rows: 1, unroll: 1 }, level).is_err());
 }

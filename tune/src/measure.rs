@@ -285,7 +285,7 @@ impl<'a> HeadHarness<'a> {
     ) -> Result<HeadHarness<'a>, TuneError> {
         if matches!(
             format,
-            HeadFormat::ScaledI8 { .. } | HeadFormat::F32 | HeadFormat::Q6K
+            HeadFormat::ScaledI8 { .. } | HeadFormat::F32 | HeadFormat::Q6K | HeadFormat::Q8_0
         ) || table.len() != 2 * k * rows
             || k == 0
             || !k.is_multiple_of(8)
@@ -302,7 +302,10 @@ impl<'a> HeadHarness<'a> {
             match format {
                 HeadFormat::F16 { .. } => f64::from(half::f16::from_bits(h).to_f32()),
                 HeadFormat::BF16 => f64::from(half::bf16::from_bits(h).to_f32()),
-                HeadFormat::ScaledI8 { .. } | HeadFormat::F32 | HeadFormat::Q6K => f64::NAN,
+                HeadFormat::ScaledI8 { .. }
+                | HeadFormat::F32
+                | HeadFormat::Q6K
+                | HeadFormat::Q8_0 => f64::NAN,
             }
         };
         let step = (rows / 61).max(1);

@@ -1,8 +1,11 @@
 //! Kernel identities and their tunable parameters.
 //!
 //! The heuristic defaults (used whenever the cache has no entry) are the generators' own
-//! defaults: `rows16(16)` layout with 8 streams and unroll 2 for the one-token GEMV, 4-token
-//! blocks with 1 stream and unroll 2 for the prompt GEMM, 4 rows and unroll 2 for the head.
+//! per-target defaults ([`GemvParams::decode_default_for`], [`GemvParams::prompt_default_for`],
+//! [`HeadParams::default_for`]): a `rows16(16)` layout for the GEMVs, with 8 streams and unroll 2
+//! for the one-token GEMV where the dot product is one instruction (4 streams and unroll 4 with
+//! x86-64's `pmaddubsw` pair), token-blocked prompt kernels (8 tokens, 1 stream, unroll 4 with
+//! `pmaddubsw`; 4 tokens, 1 stream, unroll 2 elsewhere), and the head's per-format choice.
 
 use bitnetc_codegen::cpu::attention::AttentionParams;
 use bitnetc_codegen::cpu::head::{HeadFormat, HeadParams};

@@ -60,9 +60,10 @@ pub enum HeadFormat {
     F32,
     /// Int8 codes with one f32 scale per `group` elements: a row is `K` i8 codes followed by
     /// `K/group` f32 scales, element `e` being `scale[e / group] · code[e]`. Q8_0 (group 32)
-    /// and Q6_K (group 16) tables are repacked into it at load ([`repack_scaled_i8`]) with the
-    /// scale computed exactly as the reference dequantizer computes it, so the products are the
-    /// reference's.
+    /// and Q6_K (group 16) tables are repacked into it ([`repack_scaled_i8`]) with the scale
+    /// computed exactly as the dequantizer computes it, so the products are the dequantized
+    /// elements times f32 activations: the form the CUDA head reads (the CPU backends multiply
+    /// those tables by quantized activations, [`HeadFormat::Q8_0`] and [`HeadFormat::Q6K`]).
     ScaledI8 {
         /// Elements per scale: 16 or 32.
         group: usize,
@@ -74,6 +75,12 @@ pub enum HeadFormat {
     /// 16 i16 sub-block scales and `d` as f32, so a row is one sequential read;
     /// [`repack_q6k`] builds it at load.
     Q6K,
+    /// A Q8_0 table multiplied the way llama.cpp multiplies it: by the activations quantized to
+    /// Q8_0, in integers within each 32-element block (the reference's `q8_0_output_head`). A
+    /// row is a run of groups of four blocks (the last group may hold fewer), each group the
+    /// blocks' i8 codes then their scales `d` as f32, so a row is one sequential read;
+    /// [`repack_q8_0`] builds it at load.
+    Q8_0,
 }
 
 impl HeadFormat {
@@ -84,7 +91,7 @@ impl HeadFormat {
             DType::F16 => Some(HeadFormat::F16 { finite }),
             DType::BF16 => Some(HeadFormat::BF16),
             DType::F32 => Some(HeadFormat::F32),
-            DType::Q8_0 => Some(HeadFormat::ScaledI8 { group: 32 }),
+            DType::Q8_0 => Some(HeadFormat::Q8_0),
             DType::Q6K => Some(HeadFormat::Q6K),
             _ => None,
         }
@@ -100,6 +107,7 @@ impl HeadFormat {
             HeadFormat::ScaledI8 { group: 32 } => "i8x32",
             HeadFormat::ScaledI8 { .. } => "i8x16",
             HeadFormat::Q6K => "q6k_q8k",
+            HeadFormat::Q8_0 => "q8_0_q8_0",
         }
     }
 
@@ -113,6 +121,7 @@ impl HeadFormat {
             "i8x32" => HeadFormat::ScaledI8 { group: 32 },
             "i8x16" => HeadFormat::ScaledI8 { group: 16 },
             "q6k_q8k" => HeadFormat::Q6K,
+            "q8_0_q8_0" => HeadFormat::Q8_0,
             _ => return None,
         })
     }
@@ -123,6 +132,7 @@ impl HeadFormat {
             HeadFormat::F16 { .. } | HeadFormat::BF16 => 2 * k,
             HeadFormat::F32 => 4 * k,
             HeadFormat::ScaledI8 { group } => k + 4 * (k / group),
+            HeadFormat::Q8_0 => k + 4 * (k / 32),
             HeadFormat::Q6K => Q6K_BLOCK * (k / 256),
         }
     }
@@ -130,7 +140,7 @@ impl HeadFormat {
     /// Bytes per element of the code part of a row.
     fn elem_bytes(self) -> usize {
         match self {
-            HeadFormat::ScaledI8 { .. } | HeadFormat::Q6K => 1,
+            HeadFormat::ScaledI8 { .. } | HeadFormat::Q6K | HeadFormat::Q8_0 => 1,
             HeadFormat::F32 => 4,
             _ => 2,
         }
@@ -222,6 +232,56 @@ const Q6K_META: usize = 36;
 const Q6K_CODES: usize = 192;
 /// Bytes of one [`HeadFormat::Q6K`] super-block: codes, 16 i16 scales, `d`.
 const Q6K_BLOCK: usize = Q6K_CODES + Q6K_META;
+
+/// Blocks per group of a [`HeadFormat::Q8_0`] row.
+const Q8_0_GROUP: usize = 4;
+
+/// Repacks a Q8_0 table (`rows × k`, `k` a multiple of 32) into [`HeadFormat::Q8_0`] rows:
+/// per group of up to four blocks, their 32-byte codes, then their f16 scales as f32. A block
+/// with a non-finite scale is an error (the reference refuses it too).
+pub fn repack_q8_0(bytes: &[u8], k: usize, rows: usize) -> Result<Vec<u8>, CodegenError> {
+    use bitnetc_models::quant::q8_0::{BLOCK_BYTES, BLOCK_ELEMS};
+    let src_row = k / BLOCK_ELEMS * BLOCK_BYTES;
+    if !k.is_multiple_of(BLOCK_ELEMS) || bytes.len() != src_row * rows {
+        return Err(CodegenError::Shape(format!(
+            "Q8_0 table of {} bytes for {rows} rows of {k}",
+            bytes.len()
+        )));
+    }
+    let dst_row = HeadFormat::Q8_0.row_bytes(k);
+    let mut out = vec![0u8; dst_row * rows];
+    for (r, (src, dst)) in bytes
+        .chunks_exact(src_row)
+        .zip(out.chunks_exact_mut(dst_row))
+        .enumerate()
+    {
+        let group_src = Q8_0_GROUP * BLOCK_BYTES;
+        let group_dst = Q8_0_GROUP * (BLOCK_ELEMS + 4);
+        for (g, (gs, gd)) in src
+            .chunks(group_src)
+            .zip(dst.chunks_mut(group_dst))
+            .enumerate()
+        {
+            let n = gs.len() / BLOCK_BYTES;
+            let (codes, scales) = gd.split_at_mut(n * BLOCK_ELEMS);
+            for (i, blk) in gs.chunks_exact(BLOCK_BYTES).enumerate() {
+                let d = half::f16::from_le_bytes([blk[0], blk[1]]).to_f32();
+                if !d.is_finite() {
+                    return Err(CodegenError::Weight {
+                        name: "q8_0 head table".into(),
+                        problem: format!(
+                            "row {r}: block {} has a non-finite scale {d}",
+                            Q8_0_GROUP * g + i
+                        ),
+                    });
+                }
+                codes[BLOCK_ELEMS * i..BLOCK_ELEMS * (i + 1)].copy_from_slice(&blk[2..]);
+                scales[4 * i..4 * i + 4].copy_from_slice(&d.to_le_bytes());
+            }
+        }
+    }
+    Ok(out)
+}
 
 /// Repacks a Q6_K table (`rows × k`, `k` a multiple of 256) into [`HeadFormat::Q6K`] rows. A
 /// block with a non-finite `d` is an error (the reference refuses it too).
@@ -324,12 +384,14 @@ impl HeadParams {
     /// loop body and spills six of the eight accumulators). Measured at the 2B4T head shape,
     /// 2 threads, on an AVX2 EPYC (`codegen/examples/head_l2.rs`, alternating with a read
     /// probe): rows 1 × unroll 2 reads at 72–85 % of the probe for F16 against 63–77 % for
-    /// rows 4 × unroll 2 (eight runs), BF16 79 % against 70 %. The scaled-int8 tables (Q8_0,
-    /// Q6_K) are compute-bound and keep 4 rows sharing each load of `x` (40 % against 34 %).
+    /// rows 4 × unroll 2 (eight runs), BF16 79 % against 70 %. The scaled-int8 form (Q8_0 and
+    /// Q6_K tables in f32, which the CUDA head reads; the CPU backends take those tables as
+    /// [`HeadFormat::Q8_0`] and [`HeadFormat::Q6K`]) is compute-bound and keeps 4 rows sharing
+    /// each load of `x` (40 % against 34 %); the integer Q8_0 and Q6_K kernels take one row.
     pub fn default_for(format: HeadFormat) -> HeadParams {
         match format {
             HeadFormat::ScaledI8 { .. } => HeadParams::default(),
-            HeadFormat::Q6K => HeadParams { rows: 1, unroll: 1 },
+            HeadFormat::Q6K | HeadFormat::Q8_0 => HeadParams { rows: 1, unroll: 1 },
             HeadFormat::F16 { .. } | HeadFormat::BF16 | HeadFormat::F32 => {
                 HeadParams { rows: 1, unroll: 2 }
             }
@@ -379,6 +441,12 @@ fn check(shape: &HeadShape, p: &HeadParams) -> Result<usize, CodegenError> {
     if shape.format == HeadFormat::Q6K && (!shape.k.is_multiple_of(256) || p.rows != 1) {
         return Err(CodegenError::Unsupported(format!(
             "q6_k head: K = {} must be a multiple of 256, and rows {} must be 1",
+            shape.k, p.rows
+        )));
+    }
+    if shape.format == HeadFormat::Q8_0 && (!shape.k.is_multiple_of(32) || p.rows != 1) {
+        return Err(CodegenError::Unsupported(format!(
+            "q8_0 head: K = {} must be a multiple of 32, and rows {} must be 1",
             shape.k, p.rows
         )));
     }
@@ -434,7 +502,7 @@ impl Emitter {
     /// Converts the low or high four elements of the 16-byte vector `h` to f32x4.
     fn widen(&self, b: &mut FunctionBuilder, h: Value, high: bool) -> Value {
         match self.format {
-            HeadFormat::ScaledI8 { .. } | HeadFormat::F32 | HeadFormat::Q6K => {
+            HeadFormat::ScaledI8 { .. } | HeadFormat::F32 | HeadFormat::Q6K | HeadFormat::Q8_0 => {
                 unreachable!("int8 and f32 rows are converted in rows_block")
             }
             HeadFormat::BF16 => {
@@ -642,6 +710,135 @@ impl Emitter {
         b.seal_block(exit);
         let res = b.block_params(exit)[0];
         b.ins().store(STORE, res, out_ptr, 0);
+    }
+
+    /// The exact integer `Σ_e w_e·x_e` of one Q8_0 block, as an i32 scalar: the 32 codes at
+    /// `codes + off` sign-extended to i16, times the block's i16 activations at `xp + xoff`,
+    /// by `pmaddwd` on x86-64 (`|w·x| ≤ 128·127`: pair sums fit, no saturation).
+    fn q8_0_block_sum(
+        &self,
+        b: &mut FunctionBuilder,
+        codes: Value,
+        off: i32,
+        xp: Value,
+        xoff: i32,
+    ) -> Value {
+        // (Plain 16-byte loads widened in registers: Cranelift treats a `sload8x8` as a
+        // side effect whatever its flags, so it would load all of a group's codes at the top
+        // of the loop body and spill them.)
+        let parts: Vec<Value> = (0..4)
+            .map(|j| {
+                let v = b
+                    .ins()
+                    .load(types::I8X16, X_LOAD, codes, off + 16 * (j / 2));
+                let w = if j % 2 == 0 {
+                    b.ins().swiden_low(v)
+                } else {
+                    b.ins().swiden_high(v)
+                };
+                let xv = b.ins().load(types::I16X8, X_LOAD, xp, xoff + 16 * j);
+                dot_i16_pairs(b, w, xv)
+            })
+            .collect();
+        let s01 = b.ins().iadd(parts[0], parts[1]);
+        let s23 = b.ins().iadd(parts[2], parts[3]);
+        let v = b.ins().iadd(s01, s23);
+        // Lanes 2, 3 onto 0, 1, then lane 1 onto 0 (shuffles with immediate masks).
+        let lanes = |b: &mut FunctionBuilder, v: Value, pick: [u8; 4]| {
+            let bytes = b.ins().bitcast(types::I8X16, self.le, v);
+            let mask: Vec<u8> = pick
+                .iter()
+                .flat_map(|&l| (0..4).map(move |i| 4 * l + i))
+                .collect();
+            let m = b.func.dfg.immediates.push(mask.into());
+            let sh = b.ins().shuffle(bytes, bytes, m);
+            b.ins().bitcast(types::I32X4, self.le, sh)
+        };
+        let hi = lanes(b, v, [2, 3, 2, 3]);
+        let v = b.ins().iadd(v, hi);
+        let odd = lanes(b, v, [1, 1, 1, 1]);
+        let v = b.ins().iadd(v, odd);
+        b.ins().extractlane(v, 0)
+    }
+
+    /// `total + (d·dx)·f32(isum)` for block `blk` (an index value or constant offset given as
+    /// byte offsets): `d` at `dp + doff`, `dx` at `dxp + dxoff`.
+    fn q8_0_term(
+        &self,
+        b: &mut FunctionBuilder,
+        total: Value,
+        isum: Value,
+        (dp, doff): (Value, i32),
+        (dxp, dxoff): (Value, i32),
+    ) -> Value {
+        let isum = b.ins().fcvt_from_sint(types::F32, isum);
+        let d = b.ins().load(types::F32, X_LOAD, dp, doff);
+        let dx = b.ins().load(types::F32, X_LOAD, dxp, dxoff);
+        let ddx = b.ins().fmul(d, dx);
+        let term = b.ins().fmul(ddx, isum);
+        b.ins().fadd(total, term)
+    }
+
+    /// Emits one [`HeadFormat::Q8_0`] row `row` and stores its logit at `out_ptr`. `x` points
+    /// at the Q8_0 activations as `HeadKernel::prepare` lays them out: `K` i16 values, then
+    /// `K/32` f32 scales. Full groups of four blocks run in a loop tested at the top (see
+    /// `rows_block`), the last partial group straight after it; the logit accumulates
+    /// `(d·dx)·f32(isum)` block by block, as the reference does.
+    fn q8_0_row(&self, b: &mut FunctionBuilder, row: Value, out_ptr: Value) {
+        let nb = self.k / 32;
+        let (full, tail) = (nb / Q8_0_GROUP, nb % Q8_0_GROUP);
+        let group_bytes = (Q8_0_GROUP * 36) as i64;
+        let row_bytes = HeadFormat::Q8_0.row_bytes(self.k) as i64;
+        let off = b.ins().imul_imm_u(row, row_bytes);
+        let base = b.ins().iadd(self.table, off);
+        let dx_base = 2 * self.k as i32; // byte offset of the activation scales
+        let zero = b.ins().f32const(0.0);
+        let header = b.create_block();
+        let body = b.create_block();
+        let exit = b.create_block();
+        b.append_block_param(header, self.ptr); // group index
+        b.append_block_param(header, types::F32);
+        b.append_block_param(exit, types::F32);
+        let g0 = b.ins().iconst(self.ptr, 0);
+        b.ins().jump(header, &[g0.into(), zero.into()]);
+        b.switch_to_block(header);
+        let (gi, total) = (b.block_params(header)[0], b.block_params(header)[1]);
+        let done = b
+            .ins()
+            .icmp_imm_u(IntCC::UnsignedGreaterThanOrEqual, gi, full as i64);
+        b.ins().brif(done, exit, &[total.into()], body, &[]);
+
+        b.switch_to_block(body);
+        b.seal_block(body);
+        let go = b.ins().imul_imm_u(gi, group_bytes);
+        let cp = b.ins().iadd(base, go);
+        // Activations of the group: 4·32 i16 values (256 bytes) and 4 scales (16 bytes).
+        let xo = b.ins().imul_imm_u(gi, 256);
+        let xp = b.ins().iadd(self.x, xo);
+        let dxo = b.ins().imul_imm_u(gi, 16);
+        let dxp = b.ins().iadd(self.x, dxo);
+        let mut t = total;
+        for i in 0..Q8_0_GROUP as i32 {
+            let isum = self.q8_0_block_sum(b, cp, 32 * i, xp, 64 * i);
+            t = self.q8_0_term(b, t, isum, (cp, 128 + 4 * i), (dxp, dx_base + 4 * i));
+        }
+        let gi2 = b.ins().iadd_imm_u(gi, 1);
+        b.ins().jump(header, &[gi2.into(), t.into()]);
+        b.seal_block(header);
+        b.switch_to_block(exit);
+        b.seal_block(exit);
+        let mut t = b.block_params(exit)[0];
+        if tail > 0 {
+            let cp = b.ins().iadd_imm_u(base, full as i64 * group_bytes);
+            let first = (full * Q8_0_GROUP) as i32;
+            for i in 0..tail as i32 {
+                let isum = self.q8_0_block_sum(b, cp, 32 * i, self.x, 64 * (first + i));
+                let doff = 32 * tail as i32 + 4 * i;
+                let dxoff = dx_base + 4 * (first + i);
+                t = self.q8_0_term(b, t, isum, (cp, doff), (self.x, dxoff));
+            }
+        }
+        b.ins().store(STORE, t, out_ptr, 0);
     }
 
     /// Emits the row block starting at table row `row` (an index value) with `n` rows and
@@ -865,6 +1062,8 @@ pub fn build_function(
         let dst = b.ins().iadd(out, off);
         if em.format == HeadFormat::Q6K {
             em.q6k_row(b, r, dst);
+        } else if em.format == HeadFormat::Q8_0 {
+            em.q8_0_row(b, r, dst);
         } else {
             em.rows_block(b, r, step, dst);
         }
@@ -921,6 +1120,19 @@ fn q6k_activations(x: &[f32]) -> Result<Vec<u32>, CodegenError> {
             u32::from_le_bytes(w)
         })
         .collect())
+}
+
+/// `x` quantized to Q8_0 in the layout the [`HeadFormat::Q8_0`] kernel reads: `K` i16 values,
+/// then `K/32` f32 scales (little-endian), as u32 words.
+fn q8_0_activations(x: &[f32]) -> Result<Vec<u32>, CodegenError> {
+    let q = bitnetc_models::quant::q8_0::quantize_activations(x)
+        .map_err(|e| CodegenError::Shape(e.to_string()))?;
+    let mut words: Vec<u32> =
+        q.qs.chunks_exact(2)
+            .map(|p| u32::from(i16::from(p[0]) as u16) | (u32::from(i16::from(p[1]) as u16) << 16))
+            .collect();
+    words.extend(q.d.iter().map(|d| d.to_bits()));
+    Ok(words)
 }
 
 /// 2^112: the exponent rebias from half to single precision.
@@ -1020,7 +1232,7 @@ impl HeadKernel {
     }
 
     /// `x` (`K` values) in the form this kernel reads: as given; times 2^112 and deinterleaved
-    /// for finite F16 tables; quantized to Q8_K for Q6_K tables.
+    /// for finite F16 tables; quantized to Q8_K for Q6_K tables and to Q8_0 for Q8_0 tables.
     pub fn prepare(&self, x: &[f32]) -> Result<HeadInput, CodegenError> {
         let s = &self.info.shape;
         if x.len() != s.k {
@@ -1031,7 +1243,8 @@ impl HeadKernel {
             )));
         }
         let data = match s.format {
-            HeadFormat::Q6K => InputData::Q8k(q6k_activations(x)?),
+            HeadFormat::Q6K => InputData::Quantized(q6k_activations(x)?),
+            HeadFormat::Q8_0 => InputData::Quantized(q8_0_activations(x)?),
             // `x · 2^112` would overflow: the plain order in Rust, same results.
             HeadFormat::F16 { finite: true } if !x.iter().all(|v| v.abs() < X_LIMIT) => {
                 InputData::Large(x.to_vec())
@@ -1090,15 +1303,15 @@ impl HeadKernel {
         }
         let x: *const f32 = match &input.data {
             InputData::F32(v) => v.as_ptr(),
-            InputData::Q8k(v) => v.as_ptr().cast(),
+            InputData::Quantized(v) => v.as_ptr().cast(),
             InputData::Large(x) => {
                 plain_rows(s, table, x, out, rows);
                 return Ok(());
             }
         };
         // SAFETY: checked above: the table holds every row, the input is what this kernel reads
-        // for K (K floats; or K i8 values, K/16 i16 sums and K/256 f32 scales for Q6_K), `out`
-        // holds the rows.
+        // for K (K floats; or K i8 values, K/16 i16 sums and K/256 f32 scales for Q6_K; or K
+        // i16 values and K/32 f32 scales for Q8_0), `out` holds the rows.
         unsafe { (self.func)(table.as_ptr(), x, out.as_mut_ptr(), rows.start, rows.end) };
         Ok(())
     }
@@ -1116,8 +1329,8 @@ pub struct HeadInput {
 enum InputData {
     /// What the kernel reads, f32.
     F32(Vec<f32>),
-    /// Q8_K words (Q6_K tables).
-    Q8k(Vec<u32>),
+    /// Quantized activations as words: Q8_K (Q6_K tables) or Q8_0 (Q8_0 tables).
+    Quantized(Vec<u32>),
     /// Activations too large to prescale for a finite-F16 kernel: computed in Rust.
     Large(Vec<f32>),
 }

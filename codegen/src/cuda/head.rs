@@ -64,8 +64,8 @@ impl HeadKernel {
         let (bytes_per_elem, max) = match self.format {
             HeadFormat::F16 { .. } | HeadFormat::BF16 => (2, 8),
             HeadFormat::F32 => (4, 4),
-            // Q6K never gets here (`source` refuses it).
-            HeadFormat::ScaledI8 { .. } | HeadFormat::Q6K => (1, 16),
+            // Q6K and Q8_0 never get here (`source` refuses them).
+            HeadFormat::ScaledI8 { .. } | HeadFormat::Q6K | HeadFormat::Q8_0 => (1, 16),
         };
         let row_bytes = self.format.row_bytes(self.k);
         let group = match self.format {
@@ -97,11 +97,12 @@ impl HeadKernel {
                 self.rows, self.k
             )));
         }
-        if self.format == HeadFormat::Q6K {
-            return Err(CodegenError::Unsupported(
-                "CUDA head: Q6_K tables are uploaded as scaled int8 rows (i8x16), not q6k_q8k"
-                    .into(),
-            ));
+        if matches!(self.format, HeadFormat::Q6K | HeadFormat::Q8_0) {
+            return Err(CodegenError::Unsupported(format!(
+                "CUDA head: Q6_K and Q8_0 tables are uploaded as scaled int8 rows (i8x16, i8x32), \
+                 not {}",
+                self.format.name()
+            )));
         }
         if let HeadFormat::ScaledI8 { group } = self.format {
             if group % 4 != 0 || !self.k.is_multiple_of(group) {
@@ -116,7 +117,7 @@ impl HeadKernel {
         let load_bytes = v * match self.format {
             HeadFormat::F16 { .. } | HeadFormat::BF16 => 2,
             HeadFormat::F32 => 4,
-            HeadFormat::ScaledI8 { .. } | HeadFormat::Q6K => 1,
+            HeadFormat::ScaledI8 { .. } | HeadFormat::Q6K | HeadFormat::Q8_0 => 1,
         };
         let (vec_ty, words): (&str, Vec<String>) = match load_bytes {
             16 => (
@@ -147,7 +148,7 @@ impl HeadKernel {
                     format!("{f}((unsigned short)({} >> {}))", words[w], 16 * half)
                 }
                 HeadFormat::F32 => format!("__uint_as_float({})", words[e]),
-                HeadFormat::ScaledI8 { .. } | HeadFormat::Q6K => {
+                HeadFormat::ScaledI8 { .. } | HeadFormat::Q6K | HeadFormat::Q8_0 => {
                     let (w, byte) = (e / 4, e % 4);
                     format!(
                         "(scale * (float)(signed char)({} >> {}))",

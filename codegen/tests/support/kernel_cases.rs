@@ -540,7 +540,9 @@ fn head_table(
             }
             (table, exact)
         }
-        HeadFormat::Q6K => unreachable!("the CUDA head takes Q6_K tables as scaled int8 rows"),
+        HeadFormat::Q6K | HeadFormat::Q8_0 => {
+            unreachable!("the CUDA head takes Q6_K and Q8_0 tables as scaled int8 rows")
+        }
     }
 }
 

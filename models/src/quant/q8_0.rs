@@ -54,11 +54,71 @@ pub fn quantize_row(x: &[f32], out: &mut [u8]) -> Result<(), QuantError> {
     Ok(())
 }
 
+/// An activation row quantized to Q8_0, the way llama.cpp quantizes activations it multiplies
+/// by Q8_0 weights (`bitnet-gguf.md` §2.3): the values and each block's scale as f32.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Q8_0Acts {
+    /// The int8 values, one per element (−127..=127).
+    pub qs: Vec<i8>,
+    /// Each 32-element block's scale: the f16 `d` of [`quantize_row`], as f32.
+    pub d: Vec<f32>,
+}
+
+/// Quantizes an activation row (a whole number of 32-element blocks) to Q8_0 with exactly the
+/// arithmetic of [`quantize_row`] (ggml's `quantize_row_q8_0_ref`). Non-finite inputs are not
+/// refused here: a block holding one gets a non-finite scale, so the products come out
+/// non-finite rather than as an error in the middle of a generation.
+pub fn quantize_activations(x: &[f32]) -> Result<Q8_0Acts, QuantError> {
+    if !x.len().is_multiple_of(BLOCK_ELEMS) {
+        return Err(QuantError::LengthMismatch {
+            what: "Q8_0 activation row (a multiple of 32 values)",
+            expected: x.len().next_multiple_of(BLOCK_ELEMS),
+            actual: x.len(),
+        });
+    }
+    let mut acts = Q8_0Acts {
+        qs: vec![0; x.len()],
+        d: vec![0.0; x.len() / BLOCK_ELEMS],
+    };
+    for ((xb, qb), d_out) in x
+        .chunks_exact(BLOCK_ELEMS)
+        .zip(acts.qs.chunks_exact_mut(BLOCK_ELEMS))
+        .zip(acts.d.iter_mut())
+    {
+        let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        *d_out = f16::from_f32(d).to_f32();
+        for (q, &v) in qb.iter_mut().zip(xb) {
+            *q = (v * id).round().clamp(-127.0, 127.0) as i8;
+        }
+    }
+    Ok(acts)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
+
+    #[test]
+    fn activations_are_the_stored_blocks_of_quantize_row() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let mut x: Vec<f32> = (0..96).map(|_| rng.gen_range(-3.0f32..3.0)).collect();
+        x[32..64].fill(0.0);
+        let acts = quantize_activations(&x).unwrap();
+        let mut row = vec![0u8; 3 * 34];
+        quantize_row(&x, &mut row).unwrap();
+        for b in 0..3 {
+            let blk = &row[34 * b..34 * (b + 1)];
+            assert_eq!(acts.d[b], read_f16(blk).to_f32());
+            let qs: Vec<i8> = blk[2..].iter().map(|&q| q as i8).collect();
+            assert_eq!(&acts.qs[32 * b..32 * (b + 1)], &qs[..]);
+        }
+        assert_eq!(acts.d[1], 0.0);
+        assert!(quantize_activations(&x[..40]).is_err());
+    }
 
     #[test]
     fn dequantize_matches_formula_on_random_bytes() {

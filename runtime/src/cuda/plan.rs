@@ -112,9 +112,10 @@ impl CudaPlan {
 pub fn head_format(dtype: DType) -> Option<HeadFormat> {
     match dtype {
         DType::F16 => Some(HeadFormat::F16 { finite: false }),
-        // The CUDA head multiplies Q6_K in f32 (the repacked scaled-int8 rows), not by Q8_K
-        // activations as the CPU backends do.
+        // The CUDA head multiplies Q6_K and Q8_0 in f32 (the repacked scaled-int8 rows), not by
+        // Q8_K / Q8_0 activations as the CPU backends do.
         DType::Q6K => Some(HeadFormat::ScaledI8 { group: 16 }),
+        DType::Q8_0 => Some(HeadFormat::ScaledI8 { group: 32 }),
         other => HeadFormat::of(other, false),
     }
 }

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bitnetc_codegen::cpu::head::{
-    f16_table_is_finite, repack_q6k, repack_scaled_i8, HeadFormat, HeadKernel, HeadParams,
-    HeadShape,
+    f16_table_is_finite, repack_q6k, repack_q8_0, repack_scaled_i8, HeadFormat, HeadKernel,
+    HeadParams, HeadShape,
 };
 use bitnetc_codegen::cpu::Target;
 use bitnetc_codegen::CodegenError;
@@ -71,7 +71,7 @@ impl HeadPlan {
                 let reason = format!("head width {k} is not a multiple of {group}");
                 return Ok((HeadPlan::Fallback { reason }, Duration::ZERO));
             }
-            HeadFormat::Q6K => match repack_rows(table.dtype, bytes, k, rows) {
+            HeadFormat::Q6K | HeadFormat::Q8_0 => match repack_rows(table.dtype, bytes, k, rows) {
                 Ok(r) => Some(r),
                 Err(e) => {
                     let reason = format!("cannot repack the head table: {e}");
@@ -126,7 +126,8 @@ impl HeadPlan {
     }
 }
 
-/// [`repack_q6k`] (Q6_K) or [`repack_scaled_i8`] (Q8_0) over chunks of rows in parallel.
+/// [`repack_q6k`] (Q6_K), [`repack_q8_0`] (Q8_0) or [`repack_scaled_i8`] over chunks of rows in
+/// parallel.
 fn repack_rows(dtype: DType, bytes: &[u8], k: usize, rows: usize) -> Result<Vec<u8>, CodegenError> {
     const CHUNK: usize = 4096;
     let src_row = bytes.len() / rows.max(1);
@@ -140,6 +141,7 @@ fn repack_rows(dtype: DType, bytes: &[u8], k: usize, rows: usize) -> Result<Vec<
         .par_chunks(src_row * CHUNK)
         .map(|c| match dtype {
             DType::Q6K => repack_q6k(c, k, c.len() / src_row),
+            DType::Q8_0 => repack_q8_0(c, k, c.len() / src_row),
             _ => repack_scaled_i8(dtype, c, k, c.len() / src_row),
         })
         .collect::<Result<_, _>>()?;

@@ -112,6 +112,62 @@ pub fn q6k_output_head(table: &Weight, xs: &[&[f32]]) -> Result<Vec<f32>, Runtim
     Ok(transpose(&by_row, n_rows, xs.len()))
 }
 
+/// Logits of a Q8_0 table as llama.cpp computes them (`bitnet-gguf.md` §2.3): each row of `xs`
+/// quantized to Q8_0 ([`q8_0::quantize_activations`](bitnetc_models::quant::q8_0)); per
+/// 32-element block `b` of a table row the exact integer `isum_b = Σ_e w_e·x_e`; the logit
+/// `Σ_b (d_b·dx_b)·f32(isum_b)`, accumulated block by block from 0 (multiply, then add), as
+/// ggml's scalar `vec_dot_q8_0_q8_0`.
+pub fn q8_0_output_head(table: &Weight, xs: &[&[f32]]) -> Result<Vec<f32>, RuntimeError> {
+    use bitnetc_models::quant::q8_0;
+    let (width, n_rows) = (table.dims[0] as usize, table.dims[1] as usize);
+    let err = |problem: String| RuntimeError::Weight {
+        name: table.name.clone(),
+        problem,
+    };
+    let row_bytes = width / q8_0::BLOCK_ELEMS * q8_0::BLOCK_BYTES;
+    let bytes = table.data.bytes();
+    if !width.is_multiple_of(q8_0::BLOCK_ELEMS) || bytes.len() != row_bytes * n_rows {
+        return Err(err(format!(
+            "Q8_0 table of {} bytes for {n_rows} rows of {width}",
+            bytes.len()
+        )));
+    }
+    let acts: Vec<q8_0::Q8_0Acts> = xs
+        .iter()
+        .map(|x| q8_0::quantize_activations(x).map_err(|e| err(e.to_string())))
+        .collect::<Result<_, _>>()?;
+    let mut by_row = vec![0.0f32; n_rows * xs.len()];
+    by_row
+        .par_chunks_mut(ROWS_PER_TASK * xs.len())
+        .enumerate()
+        .try_for_each(|(chunk, out)| {
+            for (r, o) in out.chunks_mut(xs.len()).enumerate() {
+                let m = chunk * ROWS_PER_TASK + r;
+                let row = &bytes[m * row_bytes..(m + 1) * row_bytes];
+                o.fill(0.0);
+                for (b, blk) in row.chunks_exact(q8_0::BLOCK_BYTES).enumerate() {
+                    let d = half::f16::from_le_bytes([blk[0], blk[1]]).to_f32();
+                    if !d.is_finite() {
+                        return Err(err(format!(
+                            "row {m}: block {b} has a non-finite scale {d}"
+                        )));
+                    }
+                    for (o, act) in o.iter_mut().zip(&acts) {
+                        let xq = &act.qs[b * 32..(b + 1) * 32];
+                        let isum: i32 = blk[2..]
+                            .iter()
+                            .zip(xq)
+                            .map(|(&w, &x)| i32::from(w as i8) * i32::from(x))
+                            .sum();
+                        *o += (d * act.d[b]) * isum as f32;
+                    }
+                }
+            }
+            Ok::<(), RuntimeError>(())
+        })?;
+    Ok(transpose(&by_row, n_rows, xs.len()))
+}
+
 /// A rayon pool of `threads` workers (at least one).
 pub(crate) fn thread_pool(threads: usize) -> Result<rayon::ThreadPool, RuntimeError> {
     rayon::ThreadPoolBuilder::new()
@@ -300,8 +356,10 @@ pub fn attention(
 /// multiplied the way llama.cpp multiplies it ([`q6k_output_head`]); every other format is
 /// decoded to f32 and dotted with `x` in f32 ([`dot_f32`]).
 pub fn output_head(table: &Weight, xs: &[&[f32]]) -> Result<Vec<f32>, RuntimeError> {
-    if table.dtype == DType::Q6K {
-        return q6k_output_head(table, xs);
+    match table.dtype {
+        DType::Q6K => return q6k_output_head(table, xs),
+        DType::Q8_0 => return q8_0_output_head(table, xs),
+        _ => {}
     }
     let (width, n_rows) = (table.dims[0] as usize, table.dims[1] as usize);
     let mut by_row = vec![0.0f32; n_rows * xs.len()];
