@@ -712,10 +712,40 @@ impl Emitter {
         b.ins().store(STORE, res, out_ptr, 0);
     }
 
-    /// The exact integer `Σ_e w_e·x_e` of one Q8_0 block, as an i32 scalar: the 32 codes at
-    /// `codes + off` sign-extended to i16, times the block's i16 activations at `xp + xoff`,
-    /// by `pmaddwd` on x86-64 (`|w·x| ≤ 128·127`: pair sums fit, no saturation).
+    /// The exact integer `Σ_e w_e·x_e` of one Q8_0 block as an i32 scalar (the lanes of
+    /// [`Emitter::q8_0_block_lanes`] added).
     fn q8_0_block_sum(
+        &self,
+        b: &mut FunctionBuilder,
+        codes: Value,
+        off: i32,
+        xp: Value,
+        xoff: i32,
+    ) -> Value {
+        let v = self.q8_0_block_lanes(b, codes, off, xp, xoff);
+        // Lanes 2, 3 onto 0, 1, then lane 1 onto 0 (shuffles with immediate masks).
+        let lanes = |b: &mut FunctionBuilder, v: Value, pick: [u8; 4]| {
+            let bytes = b.ins().bitcast(types::I8X16, self.le, v);
+            let mask: Vec<u8> = pick
+                .iter()
+                .flat_map(|&l| (0..4).map(move |i| 4 * l + i))
+                .collect();
+            let m = b.func.dfg.immediates.push(mask.into());
+            let sh = b.ins().shuffle(bytes, bytes, m);
+            b.ins().bitcast(types::I32X4, self.le, sh)
+        };
+        let hi = lanes(b, v, [2, 3, 2, 3]);
+        let v = b.ins().iadd(v, hi);
+        let odd = lanes(b, v, [1, 1, 1, 1]);
+        let v = b.ins().iadd(v, odd);
+        b.ins().extractlane(v, 0)
+    }
+
+    /// One Q8_0 block's products summed into the four i32 lanes of a vector (the block's sum
+    /// is the sum of the lanes): the 32 codes at `codes + off` sign-extended to i16, times the
+    /// block's i16 activations at `xp + xoff`, by `pmaddwd` on x86-64 (`|w·x| ≤ 128·127`: pair
+    /// sums fit, no saturation).
+    fn q8_0_block_lanes(
         &self,
         b: &mut FunctionBuilder,
         codes: Value,
@@ -742,23 +772,7 @@ impl Emitter {
             .collect();
         let s01 = b.ins().iadd(parts[0], parts[1]);
         let s23 = b.ins().iadd(parts[2], parts[3]);
-        let v = b.ins().iadd(s01, s23);
-        // Lanes 2, 3 onto 0, 1, then lane 1 onto 0 (shuffles with immediate masks).
-        let lanes = |b: &mut FunctionBuilder, v: Value, pick: [u8; 4]| {
-            let bytes = b.ins().bitcast(types::I8X16, self.le, v);
-            let mask: Vec<u8> = pick
-                .iter()
-                .flat_map(|&l| (0..4).map(move |i| 4 * l + i))
-                .collect();
-            let m = b.func.dfg.immediates.push(mask.into());
-            let sh = b.ins().shuffle(bytes, bytes, m);
-            b.ins().bitcast(types::I32X4, self.le, sh)
-        };
-        let hi = lanes(b, v, [2, 3, 2, 3]);
-        let v = b.ins().iadd(v, hi);
-        let odd = lanes(b, v, [1, 1, 1, 1]);
-        let v = b.ins().iadd(v, odd);
-        b.ins().extractlane(v, 0)
+        b.ins().iadd(s01, s23)
     }
 
     /// `total + (d·dx)·f32(isum)` for block `blk` (an index value or constant offset given as
@@ -817,10 +831,24 @@ impl Emitter {
         let xp = b.ins().iadd(self.x, xo);
         let dxo = b.ins().imul_imm_u(gi, 16);
         let dxp = b.ins().iadd(self.x, dxo);
+        // The four blocks' sums as the lanes of one vector (pairwise adds: `phaddd`), then
+        // their terms `(d·dx)·f32(isum)` four at a time; the adds into the total stay one block
+        // at a time, in order.
+        let v: Vec<Value> = (0..Q8_0_GROUP as i32)
+            .map(|i| self.q8_0_block_lanes(b, cp, 32 * i, xp, 64 * i))
+            .collect();
+        let h01 = b.ins().iadd_pairwise(v[0], v[1]);
+        let h23 = b.ins().iadd_pairwise(v[2], v[3]);
+        let sums = b.ins().iadd_pairwise(h01, h23);
+        let sums = b.ins().fcvt_from_sint(types::F32X4, sums);
+        let d = b.ins().load(types::F32X4, X_LOAD, cp, 128);
+        let dx = b.ins().load(types::F32X4, X_LOAD, dxp, dx_base);
+        let ddx = b.ins().fmul(d, dx);
+        let terms = b.ins().fmul(ddx, sums);
         let mut t = total;
-        for i in 0..Q8_0_GROUP as i32 {
-            let isum = self.q8_0_block_sum(b, cp, 32 * i, xp, 64 * i);
-            t = self.q8_0_term(b, t, isum, (cp, 128 + 4 * i), (dxp, dx_base + 4 * i));
+        for i in 0..Q8_0_GROUP as u8 {
+            let term = b.ins().extractlane(terms, i);
+            t = b.ins().fadd(t, term);
         }
         let gi2 = b.ins().iadd_imm_u(gi, 1);
         b.ins().jump(header, &[gi2.into(), t.into()]);
