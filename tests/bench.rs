@@ -1,6 +1,8 @@
 //! Tests of the benchmark machinery: statistics, comparison logic and exit statuses, receipt
 //! schema, host/model refusal, `--strict`, reports and perplexity. No test asserts a speed.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -35,8 +37,7 @@ fn ok(args: &[&str]) -> Output {
 }
 
 fn dir() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+    support::scratch_dir()
 }
 
 fn tiny() -> PathBuf {

@@ -1,8 +1,9 @@
 //! End-to-end tests of the `bitnetc` binary on synthetic models it generates itself.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 fn bitnetc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_bitnetc"))
@@ -23,8 +24,7 @@ fn ok(args: &[&str]) -> Output {
 
 /// A temporary folder shared by the tests of this file.
 fn dir() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+    support::scratch_dir()
 }
 
 /// The tiny model of `arch` and `ty`, generated once.

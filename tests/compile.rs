@@ -2,9 +2,10 @@
 //! section, a truncated file, a wrong format version or a CPU without a required feature each
 //! give a clear error.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 fn bitnetc(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_bitnetc"))
@@ -24,8 +25,7 @@ fn ok(args: &[&str]) -> String {
 }
 
 fn dir() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+    support::scratch_dir()
 }
 
 /// The model of these options, generated once (tests run in parallel: one writer at a time).

@@ -4,9 +4,10 @@
 //! kernel tests use. On a machine with a GPU (ignored elsewhere; `scripts/gpu/check.sh`):
 //! `run --device cuda --temp 0` gives the CPU backend's tokens.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use bitnetc_codegen::cuda::ternary::{TernaryKernel, TernaryParams};
 use bitnetc_models::{LoadOptions, Model};
@@ -22,8 +23,7 @@ fn bitnetc(args: &[&str]) -> std::process::Output {
 }
 
 fn dir() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+    support::scratch_dir()
 }
 
 fn model(preset: &str, ty: &str, embedding: &str) -> PathBuf {

@@ -3,9 +3,10 @@
 //! and 2 threads, at every ISA level the host supports; its kernel list names generated kernels
 //! and marks the ops that fell back.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use bitnetc_codegen::cpu::HostFeatures;
 
@@ -27,8 +28,7 @@ fn ok(args: &[&str]) -> String {
 }
 
 fn dir() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+    support::scratch_dir()
 }
 
 /// The model of these options, generated once (tests run in parallel: one writer at a time, and

@@ -2,9 +2,10 @@
 //! (visible in `inspect --kernels`) and still compute exactly the reference's tokens; damaged
 //! caches are reported in one line and ignored; concurrent tuners leave a valid cache.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 use bitnetc_tune::{HostFingerprint, TuneCache};
 
@@ -30,8 +31,7 @@ fn ok(args: &[&str]) -> (String, String) {
 }
 
 fn dir() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().unwrap()).path()
+    support::scratch_dir()
 }
 
 fn tiny() -> PathBuf {
