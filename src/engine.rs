@@ -386,6 +386,10 @@ impl Engine {
             anyhow::bail!("an empty prompt cannot start a generation (give at least one token)");
         }
         while result.generated_ids.len() < req.max_tokens {
+            check_finite_logits(
+                &last,
+                &format!("after {} generated tokens", result.generated_ids.len()),
+            )?;
             let id = sampler.sample(&last);
             sampler.accept(id);
             result.generated_ids.push(id);
@@ -415,6 +419,20 @@ impl Engine {
             gen_tokens_per_s: rate(n_gen, gen_s),
         };
         Ok(result)
+    }
+}
+
+/// Refuses logits holding a NaN or an infinity (the model's arithmetic overflowed): a token
+/// sampled from them, or a score computed from them, would be arbitrary, so the caller stops
+/// with an error instead. `when` says where in the run (for the message).
+pub(crate) fn check_finite_logits(logits: &[f32], when: &str) -> anyhow::Result<()> {
+    match logits.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => anyhow::bail!(
+            "the model produced a non-finite logit ({} at index {i}) {when}: its activations \
+             overflowed, so no token can be chosen or scored from them",
+            logits[i]
+        ),
     }
 }
 

@@ -188,6 +188,57 @@ fn assert_clean_failure(args: &[&str], needle: &str) {
     );
 }
 
+/// A model whose arithmetic overflows (finite weights, so the loader takes it: the final norm's
+/// weights near f32's largest value push the logits to infinity) stops with an error naming
+/// non-finite logits instead of sampling from them.
+#[test]
+fn overflowing_logits_are_an_error_not_a_token() {
+    let m = tiny("bitnet-b1.58", "i2_s");
+    let mut bytes = std::fs::read(&m).unwrap();
+    let header = bitnetc_models::gguf::parse_header(&bytes).unwrap();
+    let norm = header
+        .tensors
+        .iter()
+        .find(|t| t.name == "output_norm.weight")
+        .expect("an output norm");
+    let start = (header.data_start + norm.offset) as usize;
+    let n: usize = norm.dims.iter().product::<u64>() as usize;
+    for v in bytes[start..start + 4 * n].chunks_exact_mut(4) {
+        v.copy_from_slice(&3.0e38f32.to_le_bytes());
+    }
+    let bad = dir().join("overflowing.gguf");
+    std::fs::write(&bad, &bytes).unwrap();
+    let bad_s = bad.to_str().unwrap();
+    for backend in ["jit", "reference"] {
+        assert_clean_failure(
+            &[
+                "run",
+                "-m",
+                bad_s,
+                "-p",
+                "hello",
+                "-n",
+                "2",
+                "--backend",
+                backend,
+            ],
+            "non-finite logit",
+        );
+    }
+    // Perplexity scores logits too: an error, not a NaN estimate.
+    let text = dir().join("overflowing.txt");
+    std::fs::write(
+        &text,
+        "the quick brown fox jumps over the lazy dog. ".repeat(40),
+    )
+    .unwrap();
+    let text_s = text.to_str().unwrap();
+    assert_clean_failure(
+        &["perplexity", "-m", bad_s, "-f", text_s, "--ctx", "16"],
+        "non-finite logit",
+    );
+}
+
 #[test]
 fn truncated_and_corrupt_files_fail_with_one_line() {
     let m = tiny("bitnet-b1.58", "i2_s");

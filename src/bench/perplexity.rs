@@ -99,6 +99,10 @@ pub fn perplexity(
         for batch in window.chunks(n_batch) {
             logits.extend(engine.forward(&mut session, batch, LogitsFor::All)?);
         }
+        crate::engine::check_finite_logits(
+            &logits[first * n_vocab..],
+            &format!("in window {chunk} of the perplexity text"),
+        )?;
         // Position i predicts the original token at i + 1.
         for i in first..n_ctx - 1 {
             let next = tokens[start + i + 1] as usize;
