@@ -364,6 +364,28 @@ fn mixed_tq_block_scales_are_reported() {
 }
 
 #[test]
+fn a_code_3_is_refused_with_its_position() {
+    // I2_S: element j of a 128-block sits in byte j % 32 at bits 7-6 minus 2·(j / 32).
+    let (k, m) = (256, 3);
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let codes = random_codes(&mut rng, k * m);
+    for (row, col) in [(0, 0), (2, 77), (1, 255)] {
+        let mut w = encode(DType::I2S, &codes, k, m, 0.5);
+        let e = row * k + col;
+        let mut bytes = w.data.bytes().to_vec();
+        bytes[(e / 128) * 32 + e % 32] |= 3 << (6 - 2 * ((e % 128) / 32));
+        w.data = WeightBytes::owned(bytes);
+        match RepackedMatrix::from_weight(&w, Layout::rows4(4)) {
+            Err(CodegenError::Weight { problem, .. }) => assert!(
+                problem.contains(&format!("invalid ternary code 3 at element {e} ")),
+                "{problem}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
 fn length_checks() {
     let (k, m) = (128, 8);
     let codes = vec![1u8; k * m];

@@ -3,6 +3,7 @@
 
 use bitnetc_ir::DType;
 use half::f16;
+use rayon::prelude::*;
 
 use crate::error::ModelError;
 use crate::quant::{i2s, tq1_0, tq2_0};
@@ -25,7 +26,11 @@ pub fn check_payload(
     match dtype {
         DType::I2S => {
             i2s::scale(bytes, n as usize).map_err(|e| bad(name, e.to_string()))?;
-            let invalid = i2s::count_invalid_codes(&bytes[..(n / 4) as usize]);
+            // Spread over the pool: this is the first read of the weights (page faults included).
+            let invalid: usize = bytes[..(n / 4) as usize]
+                .par_chunks(1 << 20)
+                .map(i2s::count_invalid_codes)
+                .sum();
             if invalid > 0 {
                 return Err(bad(name, format!("{invalid} I2_S weights hold code 3, which no producer writes (corrupt file or unknown I2_S variant)")));
             }
