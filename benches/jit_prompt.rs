@@ -89,8 +89,9 @@ fn prompt_gemm(c: &mut Criterion) {
         let want = ternary_linear(&tm, &x, None).expect("reference");
         let blocked = plan(&w, true);
         let single = plan(&w, false);
+        let mut got = vec![0.0f32; want.len()];
         for p in [&blocked, &single] {
-            let got = p.run(&w, &x, None, &pools[0].1).expect("jit");
+            p.run(&w, &x, None, &pools[0].1, &mut got).expect("jit");
             assert!(
                 got.iter()
                     .zip(&want)
@@ -100,10 +101,16 @@ fn prompt_gemm(c: &mut Criterion) {
         }
         for ((t, pool), rp) in pools.iter().zip(&rayon_pools) {
             g.bench_function(format!("jit_gemm_t4_{m}x{k}_{t}t"), |b| {
-                b.iter(|| black_box(blocked.run(&w, &x, None, pool).expect("jit")))
+                b.iter(|| {
+                    blocked.run(&w, &x, None, pool, &mut got).expect("jit");
+                    black_box(&got);
+                })
             });
             g.bench_function(format!("jit_gemv_per_token_{m}x{k}_{t}t"), |b| {
-                b.iter(|| black_box(single.run(&w, &x, None, pool).expect("jit")))
+                b.iter(|| {
+                    single.run(&w, &x, None, pool, &mut got).expect("jit");
+                    black_box(&got);
+                })
             });
             g.bench_function(format!("reference_{m}x{k}_{t}t"), |b| {
                 b.iter(|| rp.install(|| black_box(ternary_linear(&tm, &x, None).expect("ref"))))

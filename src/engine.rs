@@ -374,10 +374,11 @@ impl Engine {
         let mut last = Vec::new();
         for chunk in req.prompt_ids.chunks(req.batch_size.max(1)) {
             let logits = self.forward(session, chunk, want)?;
-            last = logits[logits.len() - n_vocab..].to_vec();
             if req.keep_logits {
                 result.logits.extend_from_slice(&logits);
             }
+            last = logits;
+            last.drain(..last.len() - n_vocab);
         }
         let prompt_s = t0.elapsed().as_secs_f64();
 

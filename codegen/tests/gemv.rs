@@ -1,9 +1,9 @@
 //! Decode GEMV kernels against a scalar reference written here from the original ternary codes.
 
 use bitnetc_codegen::cpu::{
-    compile_only, split_groups, ternary_output, DotForm, ExpandedActivations, ExpandedBatch,
-    GemvKernel, GemvParams, GemvShape, HostFeatures, IsaLevel, Layout, RepackedMatrix, RowScales,
-    Target,
+    compile_only, split_groups, split_part, ternary_output, DotForm, ExpandedActivations,
+    ExpandedBatch, GemvKernel, GemvParams, GemvShape, HostFeatures, IsaLevel, Layout,
+    RepackedMatrix, RowScales, Target,
 };
 use bitnetc_codegen::CodegenError;
 use bitnetc_ir::{DType, Weight, WeightBytes};
@@ -418,6 +418,11 @@ fn split_groups_covers_everything() {
             }
             assert_eq!(next, n);
             assert!(r.len() <= parts);
+            for i in 0..parts + 2 {
+                let want = r.get(i).cloned().filter(|g| !g.is_empty());
+                let got = Some(split_part(n, parts, i)).filter(|g| !g.is_empty());
+                assert_eq!(got, want, "n {n}, parts {parts}, part {i}");
+            }
         }
     }
 }

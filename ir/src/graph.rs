@@ -151,20 +151,22 @@ pub enum Op {
 }
 
 impl Op {
-    /// The values this op reads.
-    pub fn inputs(&self) -> Vec<ValueId> {
-        match *self {
-            Op::Embedding { .. } => vec![],
+    /// The values this op reads, in operand order (no allocation: executors call this for
+    /// every node of every pass).
+    pub fn inputs(&self) -> impl Iterator<Item = ValueId> + use<> {
+        let ids = match *self {
+            Op::Embedding { .. } => [None, None, None],
             Op::RmsNorm { x, .. }
             | Op::QuantizeActivation { x }
             | Op::TernaryLinear { x, .. }
             | Op::AddBias { x, .. }
             | Op::Rope { x, .. }
-            | Op::OutputHead { x, .. } => vec![x],
-            Op::Attention { q, k, v, .. } => vec![q, k, v],
-            Op::GatedActivation { gate, up, .. } => vec![gate, up],
-            Op::Add { a, b } => vec![a, b],
-        }
+            | Op::OutputHead { x, .. } => [Some(x), None, None],
+            Op::Attention { q, k, v, .. } => [Some(q), Some(k), Some(v)],
+            Op::GatedActivation { gate, up, .. } => [Some(gate), Some(up), None],
+            Op::Add { a, b } => [Some(a), Some(b), None],
+        };
+        ids.into_iter().flatten()
     }
 
     /// The weights this op reads.

@@ -5,12 +5,20 @@
 //! differs between backends (the ternary linear layers and the output head, where nearly all
 //! bytes are read) are asked of an [`OpKernels`]; every other op runs the reference numerics, so
 //! two backends whose kernels agree bit for bit produce bit-identical logits.
+//!
+//! Activation buffers come from the session's [`Scratch`]: a value's vector goes back to it after
+//! its last use and serves a later value (of this pass or of the next), so once a sequence has run
+//! a batch of a given size, passes of that size allocate nothing but the logits they return.
+
+use std::borrow::Cow;
 
 use bitnetc_ir::{Activation, Graph, Op, ValueId, Weight};
 
 use crate::error::RuntimeError;
 use crate::kv_cache::KvCache;
-use crate::reference::numerics::{self, quantize_row, rms_norm, rope_neox, QuantizedRow};
+use crate::reference::numerics::{
+    self, quantize_row_into, rms_norm, rope_angles, rope_apply, QuantizedRow,
+};
 use crate::reference::weights::table_row;
 use crate::reference::{attention, AttentionShape};
 
@@ -30,6 +38,8 @@ pub struct Session {
     pub kv: KvCache,
     /// State a device backend keeps for the sequence (its KV cache in device memory).
     pub device: Option<Box<dyn std::any::Any + Send>>,
+    /// Activation buffers kept between passes (CPU backends).
+    pub scratch: Scratch,
 }
 
 impl Session {
@@ -41,6 +51,7 @@ impl Session {
         Session {
             kv: KvCache::new(info.n_kv_layers as usize, info.kv_width as usize, cap),
             device: None,
+            scratch: Scratch::default(),
         }
     }
 
@@ -54,13 +65,16 @@ impl Session {
 pub trait OpKernels: Sync {
     /// `y[t, m]` (`[T × M]`, row-major) of the ternary linear op at node `node` with weight
     /// `weight`, for the quantized token rows `x`, times `out_scale` when there is one.
+    /// `out` holds `T × M` values on entry (their contents unspecified) and all of them are
+    /// written.
     fn ternary_linear(
         &self,
         node: usize,
         weight: &Weight,
         x: &[QuantizedRow],
         out_scale: Option<f32>,
-    ) -> Result<Vec<f32>, RuntimeError>;
+        out: &mut [f32],
+    ) -> Result<(), RuntimeError>;
 
     /// Logits (`[rows × n_vocab]`) of the output head at node `node` for each row of `xs`.
     fn output_head(
@@ -71,8 +85,9 @@ pub trait OpKernels: Sync {
     ) -> Result<Vec<f32>, RuntimeError>;
 
     /// Causal attention at node `node` of the query rows `q` over layer `layer` of `kv` (whose
-    /// keys and values already include the batch), the first query at position `n_past`. The
-    /// default is the reference.
+    /// keys and values already include the batch), the first query at position `n_past`, into
+    /// `out` (as long as `q`, every value written). The default is the reference.
+    #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
         _node: usize,
@@ -81,8 +96,16 @@ pub trait OpKernels: Sync {
         q: &[f32],
         n_past: usize,
         shape: AttentionShape,
-    ) -> Result<Vec<f32>, RuntimeError> {
-        Ok(attention(kv, layer, q, n_past, shape))
+        out: &mut [f32],
+    ) -> Result<(), RuntimeError> {
+        out.copy_from_slice(&attention(kv, layer, q, n_past, shape));
+        Ok(())
+    }
+
+    /// Runs `f(t)` for every `t` in `0..n`, the calls independent of each other. A backend with
+    /// a thread pool spreads them over it; the default runs them in order.
+    fn for_each_token(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
+        (0..n).for_each(f);
     }
 }
 
@@ -135,8 +158,10 @@ pub fn forward_checked(
 }
 
 /// An activation value during a forward pass.
-enum Buf {
+pub enum Buf {
+    /// Rows of f32 values.
     F32(Vec<f32>),
+    /// Quantized token rows.
     Q8(Vec<QuantizedRow>),
 }
 
@@ -156,13 +181,136 @@ impl Buf {
     }
 }
 
+/// Buffers recycled between the values of a forward pass and from one pass to the next.
+#[derive(Default)]
+pub struct Scratch {
+    f32s: Vec<Vec<f32>>,
+    rows: Vec<Vec<QuantizedRow>>,
+    values: Vec<Option<Buf>>,
+}
+
+impl Scratch {
+    /// Most spare vectors of each kind kept (more than a pass holds at once).
+    const KEEP: usize = 32;
+
+    /// `len` zeros, in the smallest kept vector that holds them (or a new one).
+    fn zeros(&mut self, len: usize) -> Vec<f32> {
+        let fit = (self.f32s.iter().enumerate())
+            .filter(|(_, v)| v.capacity() >= len)
+            .min_by_key(|(_, v)| v.capacity())
+            .map(|(i, _)| i);
+        let mut v = fit.map_or_else(|| Vec::with_capacity(len), |i| self.f32s.swap_remove(i));
+        v.clear();
+        v.resize(len, 0.0);
+        v
+    }
+
+    /// A copy of `x` in a recycled vector.
+    fn copy_of(&mut self, x: &[f32]) -> Vec<f32> {
+        let mut v = self.zeros(0);
+        v.extend_from_slice(x);
+        v
+    }
+
+    /// `n` quantized rows (contents unspecified), reusing kept rows and their code vectors.
+    fn rows(&mut self, n: usize) -> Vec<QuantizedRow> {
+        let mut v = self.rows.pop().unwrap_or_default();
+        v.resize_with(n, QuantizedRow::default);
+        v
+    }
+
+    /// Takes a buffer back.
+    fn recycle(&mut self, buf: Buf) {
+        match buf {
+            Buf::F32(v) => keep(&mut self.f32s, v),
+            Buf::Q8(v) => keep(&mut self.rows, v),
+        }
+    }
+}
+
+/// Adds `v` to `kept`, dropping the smallest kept vector when there are too many.
+fn keep<T>(kept: &mut Vec<Vec<T>>, v: Vec<T>) {
+    kept.push(v);
+    if kept.len() > Scratch::KEEP {
+        if let Some(i) = (0..kept.len()).min_by_key(|&i| kept[i].capacity()) {
+            kept.swap_remove(i);
+        }
+    }
+}
+
 /// An f32 weight as a vector (norm weights, biases, scales).
 pub fn weight_f32(w: &Weight) -> Vec<f32> {
-    w.data
-        .bytes()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
+    weight_f32_view(w).into_owned()
+}
+
+/// An f32 weight's values: the bytes themselves where they are aligned for f32 (GGUF aligns
+/// tensors; little-endian hosts), a decoded copy otherwise.
+pub fn weight_f32_view(w: &Weight) -> Cow<'_, [f32]> {
+    let bytes = w.data.bytes();
+    if cfg!(target_endian = "little") {
+        // SAFETY: every bit pattern is a valid f32; `align_to` only returns an aligned middle.
+        let (head, mid, tail) = unsafe { bytes.align_to::<f32>() };
+        if head.is_empty() && tail.is_empty() {
+            return Cow::Borrowed(mid);
+        }
+    }
+    Cow::Owned(
+        bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+    )
+}
+
+/// `out` cut into rows of `width`, row `t` written by `f(t, row)`, the rows spread by
+/// [`OpKernels::for_each_token`].
+fn for_each_row<T: Send>(
+    kernels: &dyn OpKernels,
+    out: &mut [T],
+    width: usize,
+    f: &(dyn Fn(usize, &mut [T]) + Sync),
+) {
+    let n = out.len() / width.max(1);
+    let parts = DisjointParts::new(out);
+    kernels.for_each_token(n, &|t| {
+        // SAFETY: row `t` is only handed to this call; rows do not overlap.
+        let row = unsafe { parts.slice(t * width..(t + 1) * width) };
+        f(t, row);
+    });
+}
+
+/// A mutable slice handed out in disjoint ranges to the parts of a parallel job.
+pub(crate) struct DisjointParts<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+// SAFETY: only used to give different threads non-overlapping ranges (see `slice`).
+unsafe impl<T: Send> Sync for DisjointParts<T> {}
+
+impl<T> DisjointParts<T> {
+    pub(crate) fn new(s: &mut [T]) -> DisjointParts<T> {
+        DisjointParts {
+            ptr: s.as_mut_ptr(),
+            len: s.len(),
+        }
+    }
+
+    /// The first element's address.
+    pub(crate) fn ptr(&self) -> *mut T {
+        self.ptr
+    }
+
+    /// The elements `range`.
+    ///
+    /// # Safety
+    /// No two live slices obtained from one `DisjointParts` may overlap, and the slice the
+    /// parts were made from must outlive them.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn slice(&self, range: std::ops::Range<usize>) -> &mut [T] {
+        assert!(range.start <= range.end && range.end <= self.len);
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(range.start), range.len()) }
+    }
 }
 
 /// Runs every node of `graph` for `tokens` at the next positions of `session` (whose KV cache
@@ -176,10 +324,34 @@ pub fn execute(
     tokens: &[u32],
     want: LogitsFor,
 ) -> Result<Vec<f32>, RuntimeError> {
+    let mut values = std::mem::take(&mut session.scratch.values);
+    values.clear();
+    values.resize_with(graph.nodes.len(), || None);
+    let result = run_nodes(graph, last_use, kernels, session, tokens, want, &mut values);
+    // Every buffer still held goes back to the scratch (all of them after an error).
+    for v in values.iter_mut() {
+        if let Some(buf) = v.take() {
+            session.scratch.recycle(buf);
+        }
+    }
+    session.scratch.values = values;
+    result
+}
+
+/// The node loop of [`execute`]; `values` starts all `None`, one per node.
+fn run_nodes(
+    graph: &Graph,
+    last_use: &[usize],
+    kernels: &dyn OpKernels,
+    session: &mut Session,
+    tokens: &[u32],
+    want: LogitsFor,
+    values: &mut [Option<Buf>],
+) -> Result<Vec<f32>, RuntimeError> {
     let g = graph;
     let t_count = tokens.len();
     let n_past = session.kv.len();
-    let mut values: Vec<Option<Buf>> = (0..g.nodes.len()).map(|_| None).collect();
+    let Session { kv, scratch, .. } = session;
     for (i, node) in g.nodes.iter().enumerate() {
         let width = node.ty.width as usize;
         let get = |id: ValueId| {
@@ -190,36 +362,44 @@ pub fn execute(
         let out = match &node.op {
             Op::Embedding { table } => {
                 let w = g.weight(*table);
-                let mut out = vec![0.0; t_count * width];
+                let mut out = scratch.zeros(t_count * width);
                 for (row, &tok) in out.chunks_mut(width).zip(tokens) {
                     table_row(w, tok as usize, row)?;
                 }
                 Buf::F32(out)
             }
             Op::RmsNorm { x, weight, eps } => {
-                let w = weight_f32(g.weight(*weight));
-                let mut out = vec![0.0; t_count * width];
-                for (o, xr) in out.chunks_mut(width).zip(get(*x).f32().chunks(width)) {
-                    rms_norm(xr, &w, *eps, o);
-                }
+                let w = weight_f32_view(g.weight(*weight));
+                let x = get(*x).f32();
+                let mut out = scratch.zeros(t_count * width);
+                for_each_row(kernels, &mut out, width, &|t, o| {
+                    rms_norm(&x[t * width..(t + 1) * width], &w, *eps, o)
+                });
                 Buf::F32(out)
             }
             Op::QuantizeActivation { x } => {
-                Buf::Q8(get(*x).f32().chunks(width).map(quantize_row).collect())
+                let x = get(*x).f32();
+                let mut rows = scratch.rows(t_count);
+                for_each_row(kernels, &mut rows, 1, &|t, r| {
+                    quantize_row_into(&x[t * width..(t + 1) * width], &mut r[0])
+                });
+                Buf::Q8(rows)
             }
             Op::TernaryLinear {
                 x,
                 weight,
                 out_scale,
             } => {
-                let scale = out_scale.map(|s| weight_f32(g.weight(s))[0]);
-                Buf::F32(kernels.ternary_linear(i, g.weight(*weight), get(*x).q8(), scale)?)
+                let scale = out_scale.map(|s| weight_f32_view(g.weight(s))[0]);
+                let mut out = scratch.zeros(t_count * width);
+                kernels.ternary_linear(i, g.weight(*weight), get(*x).q8(), scale, &mut out)?;
+                Buf::F32(out)
             }
             Op::AddBias { x, bias } => {
-                let b = weight_f32(g.weight(*bias));
-                let mut out = get(*x).f32().to_vec();
+                let b = weight_f32_view(g.weight(*bias));
+                let mut out = scratch.copy_of(get(*x).f32());
                 for row in out.chunks_mut(width) {
-                    row.iter_mut().zip(&b).for_each(|(o, b)| *o += b);
+                    row.iter_mut().zip(b.iter()).for_each(|(o, b)| *o += b);
                 }
                 Buf::F32(out)
             }
@@ -229,12 +409,23 @@ pub fn execute(
                 freq_base,
                 ..
             } => {
-                let mut out = get(*x).f32().to_vec();
-                for (t, row) in out.chunks_mut(width).enumerate() {
-                    for head in row.chunks_mut(*head_dim as usize) {
-                        rope_neox(head, n_past + t, *freq_base);
+                let d = *head_dim as usize;
+                let mut out = scratch.copy_of(get(*x).f32());
+                for_each_row(kernels, &mut out, width, &|t, row| {
+                    // One position's angles serve all of its heads (the reference's values).
+                    let mut cs = [(0.0f32, 0.0f32); ROPE_MAX_PAIRS];
+                    match cs.get_mut(..d / 2) {
+                        Some(cs) => {
+                            rope_angles(n_past + t, d, *freq_base, cs);
+                            row.chunks_mut(d).for_each(|head| rope_apply(head, cs));
+                        }
+                        None => {
+                            let mut cs = vec![(0.0f32, 0.0f32); d / 2];
+                            rope_angles(n_past + t, d, *freq_base, &mut cs);
+                            row.chunks_mut(d).for_each(|head| rope_apply(head, &cs));
+                        }
                     }
-                }
+                });
                 Buf::F32(out)
             }
             Op::Attention {
@@ -247,50 +438,66 @@ pub fn execute(
                 head_dim,
             } => {
                 let layer = *layer as usize;
-                session.kv.append(layer, get(*k).f32(), get(*v).f32());
+                kv.append(layer, get(*k).f32(), get(*v).f32());
                 let shape = AttentionShape {
                     n_head: *n_head as usize,
                     n_head_kv: *n_head_kv as usize,
                     head_dim: *head_dim as usize,
                 };
-                Buf::F32(kernels.attention(i, &session.kv, layer, get(*q).f32(), n_past, shape)?)
+                let q = get(*q).f32();
+                let mut out = scratch.zeros(q.len());
+                kernels.attention(i, kv, layer, q, n_past, shape, &mut out)?;
+                Buf::F32(out)
             }
             Op::GatedActivation { gate, up, act } => {
                 let f = match act {
                     Activation::Relu2 => numerics::relu2_gate,
                     Activation::Silu => numerics::silu_gate,
                 };
-                Buf::F32(
-                    get(*gate)
-                        .f32()
-                        .iter()
-                        .zip(get(*up).f32())
-                        .map(|(&g, &u)| f(g, u))
-                        .collect(),
-                )
+                let (gate, up) = (get(*gate).f32(), get(*up).f32());
+                let mut out = scratch.zeros(gate.len());
+                for_each_row(kernels, &mut out, width, &|t, o| {
+                    let span = t * width..(t + 1) * width;
+                    let (g, u) = (&gate[span.clone()], &up[span]);
+                    for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+                        *o = f(g, u);
+                    }
+                });
+                Buf::F32(out)
             }
-            Op::Add { a, b } => Buf::F32(
-                get(*a)
-                    .f32()
-                    .iter()
-                    .zip(get(*b).f32())
-                    .map(|(x, y)| x + y)
-                    .collect(),
-            ),
+            Op::Add { a, b } => {
+                let (a, b) = (get(*a).f32(), get(*b).f32());
+                let mut out = scratch.zeros(a.len());
+                for_each_row(kernels, &mut out, width, &|t, o| {
+                    let span = t * width..(t + 1) * width;
+                    for ((o, &x), &y) in o.iter_mut().zip(&a[span.clone()]).zip(&b[span]) {
+                        *o = x + y;
+                    }
+                });
+                Buf::F32(out)
+            }
             Op::OutputHead { x, table } => {
                 let xs = get(*x).f32();
                 let in_w = xs.len() / t_count;
-                let rows: Vec<&[f32]> = match want {
-                    LogitsFor::All => xs.chunks(in_w).collect(),
-                    LogitsFor::Last => vec![&xs[(t_count - 1) * in_w..]],
+                let table = g.weight(*table);
+                let logits = match want {
+                    LogitsFor::All => {
+                        let rows: Vec<&[f32]> = xs.chunks(in_w).collect();
+                        kernels.output_head(i, table, &rows)?
+                    }
+                    LogitsFor::Last => {
+                        kernels.output_head(i, table, &[&xs[(t_count - 1) * in_w..]])?
+                    }
                 };
-                Buf::F32(kernels.output_head(i, g.weight(*table), &rows)?)
+                Buf::F32(logits)
             }
         };
         values[i] = Some(out);
         for input in node.op.inputs() {
             if last_use[input.0 as usize] == i {
-                values[input.0 as usize] = None;
+                if let Some(buf) = values[input.0 as usize].take() {
+                    scratch.recycle(buf);
+                }
             }
         }
     }
@@ -299,3 +506,6 @@ pub fn execute(
         _ => unreachable!("the validator guarantees an f32 output"),
     }
 }
+
+/// Head widths up to twice this use a stack table of RoPE angles.
+const ROPE_MAX_PAIRS: usize = 256;

@@ -10,13 +10,26 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    /// An empty cache for `n_layers` layers holding up to `capacity` positions.
+    /// An empty cache for `n_layers` layers holding up to `capacity` positions. The room is
+    /// reserved up front where the system grants it (address space only: memory is committed
+    /// as positions are written), so appending does not move the cache; where it does not,
+    /// the cache grows as it fills.
     pub fn new(n_layers: usize, kv_width: usize, capacity: usize) -> KvCache {
+        let room = || {
+            (0..n_layers)
+                .map(|_| {
+                    let mut v = Vec::new();
+                    // A refusal only means the vector grows on demand.
+                    let _ = v.try_reserve_exact(capacity.saturating_mul(kv_width));
+                    v
+                })
+                .collect()
+        };
         KvCache {
             kv_width,
             capacity,
-            keys: vec![Vec::new(); n_layers],
-            values: vec![Vec::new(); n_layers],
+            keys: room(),
+            values: room(),
             len: 0,
         }
     }

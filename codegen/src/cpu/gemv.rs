@@ -993,6 +993,18 @@ pub fn split_groups(n_groups: usize, parts: usize) -> Vec<Range<usize>> {
     v
 }
 
+/// Part `i` of [`split_groups`]`(n_groups, parts)`, computed without building the list (empty
+/// for a part that list does not have).
+pub fn split_part(n_groups: usize, parts: usize, i: usize) -> Range<usize> {
+    let parts = parts.max(1).min(n_groups.max(1));
+    if i >= parts {
+        return n_groups..n_groups;
+    }
+    let (q, rem) = (n_groups / parts, n_groups % parts);
+    let start = i * q + i.min(rem);
+    start..start + q + usize::from(i < rem)
+}
+
 /// The reference epilogue, in `ternary_output`'s order: `((acc − qsum) / s) · scale` in f32.
 #[inline]
 pub fn ternary_output(acc: i32, qsum: i32, s: f32, scale: f32) -> f32 {

@@ -9,8 +9,8 @@ pub mod pool;
 pub mod repack;
 
 pub use gemv::{
-    compile_only, epilogue, split_groups, ternary_output, DotForm, GemvKernel, GemvParams,
-    GemvShape, KernelInfo, MAX_TOKENS,
+    compile_only, epilogue, split_groups, split_part, ternary_output, DotForm, GemvKernel,
+    GemvParams, GemvShape, KernelInfo, MAX_TOKENS,
 };
 pub use isa::{HostFeatures, IsaLevel, Target, TargetInfo};
 pub use pool::WorkerPool;

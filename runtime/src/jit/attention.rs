@@ -4,12 +4,12 @@
 use std::sync::{Arc, Mutex};
 
 use bitnetc_codegen::cpu::attention::{AttentionKernels, AttentionParams, AttentionShape as Shape};
-use bitnetc_codegen::cpu::{split_groups, Target, WorkerPool};
+use bitnetc_codegen::cpu::{split_part, Target, WorkerPool};
 use bitnetc_codegen::CodegenError;
 use bitnetc_tune::ParamSource;
 
-use super::linear::DisjointParts;
 use crate::error::RuntimeError;
+use crate::exec::DisjointParts;
 use crate::kv_cache::KvCache;
 use crate::reference::numerics::softmax;
 use crate::reference::AttentionShape;
@@ -48,7 +48,8 @@ impl AttentionPlan {
 }
 
 /// Attention of the query rows `q` (`[T × n_head·D]`) over layer `layer` of `kv`, with the
-/// generated kernels; bit-identical to the reference `attention`.
+/// generated kernels, into `out` (as long as `q`); bit-identical to the reference `attention`.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     kernels: &AttentionKernels,
     kv: &KvCache,
@@ -57,11 +58,13 @@ pub fn run(
     n_past: usize,
     s: AttentionShape,
     pool: &WorkerPool,
-) -> Result<Vec<f32>, RuntimeError> {
+    out: &mut [f32],
+) -> Result<(), RuntimeError> {
     let d = s.head_dim;
     let q_width = s.n_head * d;
     if d != kernels.info().shape.head_dim
         || !q.len().is_multiple_of(q_width)
+        || out.len() != q.len()
         || !s.n_head.is_multiple_of(s.n_head_kv)
     {
         return Err(CodegenError::Shape(format!(
@@ -76,36 +79,43 @@ pub fn run(
     let group = s.n_head / s.n_head_kv;
     let keys = kv.keys(layer, n_past + t_count);
     let values = kv.values(layer, n_past + t_count);
-    let mut out = vec![0.0f32; t_count * q_width];
+    out.fill(0.0);
     let items = t_count * s.n_head;
-    let parts = split_groups(items, pool.threads());
-    let out_parts = DisjointParts::new(&mut out);
+    let threads = pool.threads();
+    let out_parts = DisjointParts::new(out);
     let failure: Mutex<Option<CodegenError>> = Mutex::new(None);
     pool.run(&|i| {
-        let Some(range) = parts.get(i) else { return };
-        let mut scores = vec![0.0f32; n_past + t_count];
-        for idx in range.clone() {
-            let (t, h) = (idx / s.n_head, idx % s.n_head);
-            let qh = &q[t * q_width + h * d..][..d];
-            let off = (h / group) * d;
-            let n = n_past + t + 1;
-            let sc = &mut scores[..n];
-            // SAFETY: each (t, h) pair owns its D outputs; parts hold disjoint pairs.
-            let o = unsafe { out_parts.slice(idx * d..(idx + 1) * d) };
-            let r = kernels.scores(qh, &keys[off..], sc).and_then(|()| {
-                softmax(sc);
-                kernels.weighted_sum(sc, &values[off..], o)
-            });
-            if let Err(e) = r {
-                *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
-                return;
+        let range = split_part(items, threads, i);
+        SCORES.with_borrow_mut(|scores| {
+            scores.resize(scores.len().max(n_past + t_count), 0.0);
+            for idx in range.clone() {
+                let (t, h) = (idx / s.n_head, idx % s.n_head);
+                let qh = &q[t * q_width + h * d..][..d];
+                let off = (h / group) * d;
+                let n = n_past + t + 1;
+                let sc = &mut scores[..n];
+                // SAFETY: each (t, h) pair owns its D outputs; parts hold disjoint pairs.
+                let o = unsafe { out_parts.slice(idx * d..(idx + 1) * d) };
+                let r = kernels.scores(qh, &keys[off..], sc).and_then(|()| {
+                    softmax(sc);
+                    kernels.weighted_sum(sc, &values[off..], o)
+                });
+                if let Err(e) = r {
+                    *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                    return;
+                }
             }
-        }
+        });
     });
     match failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
         Some(e) => Err(e.into()),
-        None => Ok(out),
+        None => Ok(()),
     }
+}
+
+thread_local! {
+    /// Each thread's score row, kept between calls (it grows with the context).
+    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// The name of generated attention kernels: `jit.attention.<isa>.d<D>.s<stride>`.

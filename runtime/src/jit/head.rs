@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use super::linear::DisjointParts;
+use crate::exec::DisjointParts;
 use bitnetc_codegen::cpu::WorkerPool;
 
 use bitnetc_tune::ParamSource;

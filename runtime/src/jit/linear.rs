@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::sync::Mutex;
 
 use bitnetc_codegen::cpu::{
-    ExpandedActivations, ExpandedBatch, GemvKernel, Layout, RepackedMatrix,
+    ExpandedActivations, ExpandedBatch, GemvKernel, Layout, RepackedMatrix, RowScales,
 };
 use bitnetc_codegen::CodegenError;
 use bitnetc_ir::Weight;
 
 use crate::error::RuntimeError;
+use crate::exec::DisjointParts;
 use crate::reference::numerics::QuantizedRow;
 use crate::reference::ternary_linear;
 use crate::reference::weights::TernaryMatrix;
@@ -41,16 +42,17 @@ impl LinearPlan {
         RepackedMatrix::from_weight(weight, layout).map_err(|e| e.to_string())
     }
 
-    /// `y[t, m]` (`[T × M]`) for the token rows `x`; each GEMV's row groups are cut into
-    /// contiguous ranges the threads of `pool` take in turn (shrinking as the work runs out),
-    /// and each range applies the epilogue to its rows.
+    /// `y[t, m]` (`[T × M]`, all written) for the token rows `x`; each GEMV's row groups are
+    /// cut into contiguous ranges the threads of `pool` take in turn (shrinking as the work
+    /// runs out), and each range applies the epilogue to its rows.
     pub fn run(
         &self,
         weight: &Weight,
         x: &[QuantizedRow],
         out_scale: Option<f32>,
         pool: &WorkerPool,
-    ) -> Result<Vec<f32>, RuntimeError> {
+        y_all: &mut [f32],
+    ) -> Result<(), RuntimeError> {
         let (matrix, kernel, prompt) = match self {
             LinearPlan::Generated {
                 matrix,
@@ -58,54 +60,100 @@ impl LinearPlan {
                 prompt,
             } => (matrix, kernel, prompt),
             LinearPlan::Fallback { .. } => {
-                return ternary_linear(&TernaryMatrix::new(weight)?, x, out_scale)
+                let y = ternary_linear(&TernaryMatrix::new(weight)?, x, out_scale)?;
+                y_all.copy_from_slice(&y);
+                return Ok(());
             }
         };
         let m = matrix.m;
-        let mut y_all = vec![0.0f32; x.len() * m];
-        // Whole blocks of tokens through the prompt kernel, the rest one at a time.
-        let blocked = match prompt {
-            Some(p) if x.len() >= p.tokens() => {
-                let n = x.len() - x.len() % p.tokens();
-                run_blocks(p, matrix, &x[..n], out_scale, pool, &mut y_all[..n * m])?;
-                n
-            }
-            _ => 0,
-        };
-        let x = &x[blocked..];
-        let y = &mut y_all[blocked * m..];
-        let min_groups = min_groups_per_range(kernel, matrix.k);
-        let mut acc = vec![0i32; m];
-        let mut xq = ExpandedActivations::with_len(matrix.k);
-        let failure: Mutex<Option<CodegenError>> = Mutex::new(None);
-        for (row, y_row) in x.iter().zip(y.chunks_mut(m)) {
-            xq.fill(&row.q);
-            let acc_parts = DisjointParts::new(&mut acc);
-            let y_parts = DisjointParts::new(y_row);
-            pool.run_ranges(kernel.groups(), min_groups, &|groups| {
-                let rows = kernel.rows_of(groups.clone());
-                // SAFETY: the ranges are disjoint, so no two threads touch the same
-                // elements.
-                let (acc, y) =
-                    unsafe { (acc_parts.slice(rows.clone()), y_parts.slice(rows.clone())) };
-                if let Err(e) = kernel.run_expanded(matrix, &xq, groups.clone(), acc) {
-                    *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
-                    return;
-                }
-                for ((o, &a), r) in y.iter_mut().zip(acc.iter()).zip(rows) {
-                    let v = ((a as f32 - row.sum as f32) / row.scale) * matrix.scales.get(r);
-                    *o = match out_scale {
-                        Some(s) => v * s,
-                        None => v,
-                    };
-                }
-            });
-            if let Some(e) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                return Err(e.into());
-            }
+        if y_all.len() != x.len() * m {
+            return Err(CodegenError::Shape(format!(
+                "{} outputs for {} tokens of {m} rows",
+                y_all.len(),
+                x.len()
+            ))
+            .into());
         }
-        Ok(y_all)
+        SCRATCH.with_borrow_mut(|scratch| {
+            // Whole blocks of tokens through the prompt kernel, the rest one at a time.
+            let blocked = match prompt {
+                Some(p) if x.len() >= p.tokens() => {
+                    let n = x.len() - x.len() % p.tokens();
+                    let y = &mut y_all[..n * m];
+                    run_blocks(p, matrix, &x[..n], out_scale, pool, scratch, y)?;
+                    n
+                }
+                _ => 0,
+            };
+            let y = &mut y_all[blocked * m..];
+            run_tokens(kernel, matrix, &x[blocked..], out_scale, pool, scratch, y)
+        })
     }
+}
+
+/// Buffers of the linear layers kept by each calling thread between calls, so a forward pass
+/// allocates none once the shapes have been seen.
+#[derive(Default)]
+struct LinearScratch {
+    /// Integer accumulators.
+    acc: Vec<i32>,
+    /// One expanded activation row per row length K.
+    rows: Vec<ExpandedActivations>,
+    /// One expanded batch per (K, tokens).
+    batches: Vec<ExpandedBatch>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<LinearScratch> = std::cell::RefCell::default();
+}
+
+/// `y` (`[x.len() × M]`) one token at a time through the decode kernel.
+fn run_tokens(
+    kernel: &GemvKernel,
+    matrix: &RepackedMatrix,
+    x: &[QuantizedRow],
+    out_scale: Option<f32>,
+    pool: &WorkerPool,
+    scratch: &mut LinearScratch,
+    y: &mut [f32],
+) -> Result<(), RuntimeError> {
+    if x.is_empty() {
+        return Ok(());
+    }
+    let (m, k) = (matrix.m, matrix.k);
+    let min_groups = min_groups_per_range(kernel, k);
+    let xq = match scratch.rows.iter().position(|r| r.k() == k) {
+        Some(i) => i,
+        None => {
+            scratch.rows.push(ExpandedActivations::with_len(k));
+            scratch.rows.len() - 1
+        }
+    };
+    let LinearScratch { acc, rows, .. } = scratch;
+    let xq = &mut rows[xq];
+    acc.resize(m.max(acc.len()), 0);
+    let acc = &mut acc[..m];
+    let failure: Mutex<Option<CodegenError>> = Mutex::new(None);
+    for (row, y_row) in x.iter().zip(y.chunks_mut(m)) {
+        xq.fill(&row.q);
+        let xq = &*xq;
+        let acc_parts = DisjointParts::new(acc);
+        let y_parts = DisjointParts::new(y_row);
+        pool.run_ranges(kernel.groups(), min_groups, &|groups| {
+            let rows = kernel.rows_of(groups.clone());
+            // SAFETY: the ranges are disjoint, so no two threads touch the same elements.
+            let (acc, y) = unsafe { (acc_parts.slice(rows.clone()), y_parts.slice(rows.clone())) };
+            if let Err(e) = kernel.run_expanded(matrix, xq, groups.clone(), acc) {
+                *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
+                return;
+            }
+            epilogue(acc, row, &matrix.scales, rows, out_scale, y);
+        });
+        if let Some(e) = failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            return Err(e.into());
+        }
+    }
+    Ok(())
 }
 
 /// `y` (`[x.len() × M]`) through the token-blocked kernel, `x.len()` a multiple of its tokens:
@@ -117,12 +165,22 @@ fn run_blocks(
     x: &[QuantizedRow],
     out_scale: Option<f32>,
     pool: &WorkerPool,
+    scratch: &mut LinearScratch,
     y: &mut [f32],
 ) -> Result<(), RuntimeError> {
-    let (m, nt) = (matrix.m, kernel.tokens());
-    let min_groups = min_groups_per_range(kernel, matrix.k);
-    let mut acc = vec![0i32; nt * m];
-    let mut xb = ExpandedBatch::new(matrix.k, nt);
+    let (m, k, nt) = (matrix.m, matrix.k, kernel.tokens());
+    let min_groups = min_groups_per_range(kernel, k);
+    let b = match (scratch.batches.iter()).position(|b| b.k() == k && b.tokens() == nt) {
+        Some(i) => i,
+        None => {
+            scratch.batches.push(ExpandedBatch::new(k, nt));
+            scratch.batches.len() - 1
+        }
+    };
+    let LinearScratch { acc, batches, .. } = scratch;
+    let xb = &mut batches[b];
+    acc.resize((nt * m).max(acc.len()), 0);
+    let acc = &mut acc[..nt * m];
     for (rows_in, y_block) in x.chunks_exact(nt).zip(y.chunks_exact_mut(nt * m)) {
         for (t, row) in rows_in.iter().enumerate() {
             if row.q.len() != matrix.k {
@@ -135,9 +193,9 @@ fn run_blocks(
             }
             xb.fill(t, &row.q);
         }
-        let acc_parts = DisjointParts::new(&mut acc);
+        let acc_parts = DisjointParts::new(acc);
         let y_parts = DisjointParts::new(y_block);
-        let xb = &xb;
+        let xb = &*xb;
         pool.run_ranges(kernel.groups(), min_groups, &|groups| {
             let rows = kernel.rows_of(groups.clone());
             // SAFETY: `acc` holds nt·M values and `xb` nt rows of K (checked above); part i
@@ -155,17 +213,40 @@ fn run_blocks(
                 let span = t * m + rows.start..t * m + rows.end;
                 // SAFETY: token t's rows of this range: disjoint from every other range's.
                 let (acc, y) = unsafe { (acc_parts.slice(span.clone()), y_parts.slice(span)) };
-                for ((o, &a), r) in y.iter_mut().zip(acc.iter()).zip(rows.clone()) {
-                    let v = ((a as f32 - row.sum as f32) / row.scale) * matrix.scales.get(r);
-                    *o = match out_scale {
-                        Some(s) => v * s,
-                        None => v,
-                    };
-                }
+                epilogue(acc, row, &matrix.scales, rows.clone(), out_scale, y);
             }
         });
     }
     Ok(())
+}
+
+/// The reference's output of rows `rows` for one token: `y = ((acc − Σq) / s) · w_row`, then
+/// `· out_scale` when there is one (`reference::ternary_linear`'s order, so bit-identical).
+/// Written as branch-free loops per case so the compiler vectorizes them.
+fn epilogue(
+    acc: &[i32],
+    row: &QuantizedRow,
+    scales: &RowScales,
+    rows: std::ops::Range<usize>,
+    out_scale: Option<f32>,
+    y: &mut [f32],
+) {
+    let (sum, s) = (row.sum as f32, row.scale);
+    match scales {
+        RowScales::Tensor(w) => {
+            for (o, &a) in y.iter_mut().zip(acc) {
+                *o = ((a as f32 - sum) / s) * w;
+            }
+        }
+        RowScales::PerRow(ws) => {
+            for ((o, &a), w) in y.iter_mut().zip(acc).zip(&ws[rows]) {
+                *o = ((a as f32 - sum) / s) * w;
+            }
+        }
+    }
+    if let Some(f) = out_scale {
+        y.iter_mut().for_each(|o| *o *= f);
+    }
 }
 
 /// The fewest row groups a thread takes at once in [`WorkerPool::run_ranges`]: 32 KiB of
@@ -174,40 +255,6 @@ fn min_groups_per_range(kernel: &GemvKernel, k: usize) -> usize {
     const MIN_RANGE_BYTES: usize = 32 << 10;
     let group_bytes = (kernel.rows_of(0..1).len() * k / 4).max(1);
     MIN_RANGE_BYTES.div_ceil(group_bytes)
-}
-
-/// A mutable slice handed out in disjoint ranges to the parts of a pool job.
-pub(crate) struct DisjointParts<T> {
-    ptr: *mut T,
-    len: usize,
-}
-
-// SAFETY: only used to give different threads non-overlapping ranges (see `slice`).
-unsafe impl<T: Send> Sync for DisjointParts<T> {}
-
-impl<T> DisjointParts<T> {
-    pub(crate) fn new(s: &mut [T]) -> DisjointParts<T> {
-        DisjointParts {
-            ptr: s.as_mut_ptr(),
-            len: s.len(),
-        }
-    }
-
-    /// The first element's address.
-    pub(crate) fn ptr(&self) -> *mut T {
-        self.ptr
-    }
-
-    /// The elements `range`.
-    ///
-    /// # Safety
-    /// No two live slices obtained from one `DisjointParts` may overlap, and the slice the
-    /// parts were made from must outlive them.
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn slice(&self, range: std::ops::Range<usize>) -> &mut [T] {
-        assert!(range.start <= range.end && range.end <= self.len);
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(range.start), range.len()) }
-    }
 }
 
 /// The name of a generated kernel: `jit.gemv.<isa>.<K>x<M>.<layout>` for one token,

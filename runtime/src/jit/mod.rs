@@ -548,9 +548,10 @@ impl OpKernels for JitBackend {
         weight: &Weight,
         x: &[QuantizedRow],
         out_scale: Option<f32>,
-    ) -> Result<Vec<f32>, RuntimeError> {
+        out: &mut [f32],
+    ) -> Result<(), RuntimeError> {
         match &self.linears[node] {
-            Some(plan) => plan.run(weight, x, out_scale, &self.workers),
+            Some(plan) => plan.run(weight, x, out_scale, &self.workers, out),
             None => unreachable!("every ternary linear node has a plan"),
         }
     }
@@ -575,12 +576,25 @@ impl OpKernels for JitBackend {
         q: &[f32],
         n_past: usize,
         shape: AttentionShape,
-    ) -> Result<Vec<f32>, RuntimeError> {
+        out: &mut [f32],
+    ) -> Result<(), RuntimeError> {
         match self.attentions[node].as_deref() {
             Some(AttentionPlan::Generated(k, _)) => {
-                attention::run(k, kv, layer, q, n_past, shape, &self.workers)
+                attention::run(k, kv, layer, q, n_past, shape, &self.workers, out)
             }
-            _ => Ok(crate::reference::attention(kv, layer, q, n_past, shape)),
+            _ => {
+                out.copy_from_slice(&crate::reference::attention(kv, layer, q, n_past, shape));
+                Ok(())
+            }
+        }
+    }
+
+    fn for_each_token(&self, n: usize, f: &(dyn Fn(usize) + Sync)) {
+        // One token's elementwise work is too little to share.
+        if n < 2 {
+            (0..n).for_each(f);
+        } else {
+            self.workers.run_ranges(n, 1, &|range| range.for_each(f));
         }
     }
 }

@@ -39,8 +39,10 @@ impl OpKernels for ReferenceKernels {
         weight: &Weight,
         x: &[QuantizedRow],
         out_scale: Option<f32>,
-    ) -> Result<Vec<f32>, RuntimeError> {
-        ternary_linear(&TernaryMatrix::new(weight)?, x, out_scale)
+        out: &mut [f32],
+    ) -> Result<(), RuntimeError> {
+        out.copy_from_slice(&ternary_linear(&TernaryMatrix::new(weight)?, x, out_scale)?);
+        Ok(())
     }
 
     fn output_head(

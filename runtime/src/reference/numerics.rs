@@ -4,7 +4,7 @@
 //! rounding step where the reference implementation has it.
 
 /// Per-token int8 activations: values, the scale `s` they were multiplied by, and their sum.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct QuantizedRow {
     /// `clamp(round_half_even(x·s), −128, 127)`.
     pub q: Vec<i8>,
@@ -16,11 +16,19 @@ pub struct QuantizedRow {
 
 /// Quantizes one token's activations (reference `quantize_row_i8_s`).
 pub fn quantize_row(x: &[f32]) -> QuantizedRow {
+    let mut row = QuantizedRow::default();
+    quantize_row_into(x, &mut row);
+    row
+}
+
+/// [`quantize_row`] into `row`, reusing its code vector.
+pub fn quantize_row_into(x: &[f32], row: &mut QuantizedRow) {
     let amax = f64::from(abs_max(x)).max(1e-5);
     let scale = (127.0 / amax) as f32;
-    let q: Vec<i8> = x.iter().map(|&v| quantize_code(v * scale)).collect();
-    let sum = q.iter().map(|&v| i32::from(v)).sum();
-    QuantizedRow { q, scale, sum }
+    row.q.clear();
+    row.q.extend(x.iter().map(|&v| quantize_code(v * scale)));
+    row.sum = row.q.iter().map(|&v| i32::from(v)).sum();
+    row.scale = scale;
 }
 
 /// The largest `|v|` of `x` (0 for an empty row), NaNs skipped as `f32::max` skips them.
@@ -88,16 +96,31 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
 /// NeoX rotary embedding of one head at position `pos`: pairs `(i, i + d/2)`, angle
 /// `θ_i = pos · base^(−2i/d)` built by repeated f32 multiplication as the reference does.
 pub fn rope_neox(head: &mut [f32], pos: usize, base: f32) {
-    let d = head.len();
-    let half = d / 2;
+    let mut cs = vec![(0.0f32, 0.0f32); head.len() / 2];
+    rope_angles(pos, head.len(), base, &mut cs);
+    rope_apply(head, &cs);
+}
+
+/// `(cos θ_i, sin θ_i)` for the `d/2` pairs of a head of width `d` at position `pos` (the
+/// angles [`rope_neox`] uses; the same for every head of a position).
+pub fn rope_angles(pos: usize, d: usize, base: f32, cs: &mut [(f32, f32)]) {
     let step = base.powf(-2.0 / d as f32);
     let mut theta = pos as f32;
-    for i in 0..half {
-        let (s, c) = theta.sin_cos();
-        let (a, b) = (head[i], head[i + half]);
-        head[i] = a * c - b * s;
-        head[i + half] = a * s + b * c;
+    for c in cs.iter_mut().take(d / 2) {
+        let (s, co) = theta.sin_cos();
+        *c = (co, s);
         theta *= step;
+    }
+}
+
+/// Rotates the pairs `(i, i + d/2)` of `head` by the angles of [`rope_angles`].
+pub fn rope_apply(head: &mut [f32], cs: &[(f32, f32)]) {
+    let half = head.len() / 2;
+    let (lo, hi) = head.split_at_mut(half);
+    for ((a, b), &(c, s)) in lo.iter_mut().zip(hi.iter_mut()).zip(cs) {
+        let (x, y) = (*a, *b);
+        *a = x * c - y * s;
+        *b = x * s + y * c;
     }
 }
 
@@ -222,6 +245,38 @@ mod tests {
         rope_neox(&mut h, 7, 10000.0);
         let n: f32 = h.iter().map(|v| v * v).sum();
         assert!((n - 30.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn rope_matches_the_formula_pair_by_pair() {
+        // `bitnet-gguf.md` §3.4: θ_0 = pos, θ_{i+1} = θ_i · base^(−2/d) in f32; pairs (i, i + d/2).
+        for (d, pos, base) in [
+            (128usize, 1000usize, 500_000.0f32),
+            (6, 3, 10_000.0),
+            (64, 0, 1e4),
+        ] {
+            let x: Vec<f32> = (0..d)
+                .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+                .collect();
+            let mut want = x.clone();
+            let step = base.powf(-2.0 / d as f32);
+            let mut theta = pos as f32;
+            for i in 0..d / 2 {
+                let (s, c) = (theta.sin(), theta.cos());
+                want[i] = x[i] * c - x[i + d / 2] * s;
+                want[i + d / 2] = x[i] * s + x[i + d / 2] * c;
+                theta *= step;
+            }
+            let mut got = x.clone();
+            rope_neox(&mut got, pos, base);
+            assert_eq!(got, want, "d {d}, pos {pos}");
+            // Two heads rotated with one position's angles, as the executor does.
+            let mut cs = vec![(0.0, 0.0); d / 2];
+            rope_angles(pos, d, base, &mut cs);
+            let mut two = [x.clone(), x.clone()].concat();
+            two.chunks_mut(d).for_each(|h| rope_apply(h, &cs));
+            assert_eq!(two, [want.clone(), want].concat());
+        }
     }
 
     #[test]
