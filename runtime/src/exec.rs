@@ -193,22 +193,23 @@ impl Scratch {
     /// Most spare vectors of each kind kept (more than a pass holds at once).
     const KEEP: usize = 32;
 
-    /// `len` zeros, in the smallest kept vector that holds them (or a new one).
-    fn zeros(&mut self, len: usize) -> Vec<f32> {
+    /// `len` values whose contents are unspecified (what an earlier value left; every op
+    /// writes all of its output), in the smallest kept vector that holds them (or a new one).
+    fn buffer(&mut self, len: usize) -> Vec<f32> {
         let fit = (self.f32s.iter().enumerate())
             .filter(|(_, v)| v.capacity() >= len)
             .min_by_key(|(_, v)| v.capacity())
             .map(|(i, _)| i);
         let mut v = fit.map_or_else(|| Vec::with_capacity(len), |i| self.f32s.swap_remove(i));
-        v.clear();
+        v.truncate(len);
         v.resize(len, 0.0);
         v
     }
 
     /// A copy of `x` in a recycled vector.
     fn copy_of(&mut self, x: &[f32]) -> Vec<f32> {
-        let mut v = self.zeros(0);
-        v.extend_from_slice(x);
+        let mut v = self.buffer(x.len());
+        v.copy_from_slice(x);
         v
     }
 
@@ -362,7 +363,7 @@ fn run_nodes(
         let out = match &node.op {
             Op::Embedding { table } => {
                 let w = g.weight(*table);
-                let mut out = scratch.zeros(t_count * width);
+                let mut out = scratch.buffer(t_count * width);
                 for (row, &tok) in out.chunks_mut(width).zip(tokens) {
                     table_row(w, tok as usize, row)?;
                 }
@@ -371,7 +372,7 @@ fn run_nodes(
             Op::RmsNorm { x, weight, eps } => {
                 let w = weight_f32_view(g.weight(*weight));
                 let x = get(*x).f32();
-                let mut out = scratch.zeros(t_count * width);
+                let mut out = scratch.buffer(t_count * width);
                 for_each_row(kernels, &mut out, width, &|t, o| {
                     rms_norm(&x[t * width..(t + 1) * width], &w, *eps, o)
                 });
@@ -391,7 +392,7 @@ fn run_nodes(
                 out_scale,
             } => {
                 let scale = out_scale.map(|s| weight_f32_view(g.weight(s))[0]);
-                let mut out = scratch.zeros(t_count * width);
+                let mut out = scratch.buffer(t_count * width);
                 kernels.ternary_linear(i, g.weight(*weight), get(*x).q8(), scale, &mut out)?;
                 Buf::F32(out)
             }
@@ -445,7 +446,7 @@ fn run_nodes(
                     head_dim: *head_dim as usize,
                 };
                 let q = get(*q).f32();
-                let mut out = scratch.zeros(q.len());
+                let mut out = scratch.buffer(q.len());
                 kernels.attention(i, kv, layer, q, n_past, shape, &mut out)?;
                 Buf::F32(out)
             }
@@ -455,7 +456,7 @@ fn run_nodes(
                     Activation::Silu => numerics::silu_gate,
                 };
                 let (gate, up) = (get(*gate).f32(), get(*up).f32());
-                let mut out = scratch.zeros(gate.len());
+                let mut out = scratch.buffer(gate.len());
                 for_each_row(kernels, &mut out, width, &|t, o| {
                     let span = t * width..(t + 1) * width;
                     let (g, u) = (&gate[span.clone()], &up[span]);
@@ -467,7 +468,7 @@ fn run_nodes(
             }
             Op::Add { a, b } => {
                 let (a, b) = (get(*a).f32(), get(*b).f32());
-                let mut out = scratch.zeros(a.len());
+                let mut out = scratch.buffer(a.len());
                 for_each_row(kernels, &mut out, width, &|t, o| {
                     let span = t * width..(t + 1) * width;
                     for ((o, &x), &y) in o.iter_mut().zip(&a[span.clone()]).zip(&b[span]) {
