@@ -39,9 +39,14 @@ fn attention_bench(c: &mut Criterion) {
     g.warm_up_time(Duration::from_millis(500));
     let target = Target::host(IsaLevel::Native).expect("host");
     let default = (Default::default(), bitnetc_tune::ParamSource::Default);
-    let AttentionPlan::Generated(kernels, _) =
-        AttentionPlan::build(SHAPE.head_dim, KV_WIDTH, &target, default).expect("compile")
-    else {
+    let AttentionPlan::Generated(kernels, _) = AttentionPlan::build(
+        SHAPE.head_dim,
+        KV_WIDTH,
+        SHAPE.n_head / SHAPE.n_head_kv,
+        &target,
+        default,
+    )
+    .expect("compile") else {
         panic!("the 2B4T head shape must get generated kernels");
     };
     for positions in [512usize, 2048] {

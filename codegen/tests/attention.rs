@@ -72,6 +72,7 @@ fn kernels_equal_the_reference_bit_for_bit() {
             head_dim: d,
             stride,
             scale,
+            heads: 1,
         };
         for &level in &levels {
             for params in [
@@ -101,11 +102,81 @@ fn kernels_equal_the_reference_bit_for_bit() {
 }
 
 #[test]
+fn blocks_of_heads_equal_the_reference_per_head() {
+    // 2, 3 and 4 query heads per call sharing one KV head: each head's scores and weighted sum
+    // as the one-head reference gives them, whatever rows/cols were asked for.
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let levels = HostFeatures::detect().unwrap().supported_levels();
+    for (d, stride, n) in [
+        (128usize, 640usize, 1usize),
+        (128, 640, 77),
+        (24, 40, 9),
+        (8, 8, 5),
+    ] {
+        for heads in 2..=4 {
+            let q: Vec<f32> = (0..heads * d)
+                .map(|_| rng.gen_range(-2.0f32..2.0))
+                .collect();
+            let kv: Vec<f32> = (0..(n - 1) * stride + d)
+                .map(|_| rng.gen_range(-2.0f32..2.0))
+                .collect();
+            let p: Vec<f32> = (0..heads * n).map(|_| rng.gen_range(0.0f32..1.0)).collect();
+            let scale = 1.0 / (d as f32).sqrt();
+            let want_s: Vec<f32> = (0..heads)
+                .flat_map(|h| ref_scores(&q[h * d..(h + 1) * d], &kv, n, stride, scale))
+                .collect();
+            let want_o: Vec<f32> = (0..heads)
+                .flat_map(|h| ref_weighted_sum(&p[h * n..(h + 1) * n], &kv, stride, d))
+                .collect();
+            let shape = AttentionShape {
+                head_dim: d,
+                stride,
+                scale,
+                heads,
+            };
+            for &level in &levels {
+                for params in [
+                    AttentionParams::default(),
+                    AttentionParams { rows: 1, cols: 1 },
+                    AttentionParams { rows: 4, cols: 16 },
+                ] {
+                    let k = AttentionKernels::compile(&shape, &params, level).unwrap();
+                    let mut s = vec![f32::NAN; heads * n];
+                    k.scores(&q, &kv, &mut s).unwrap();
+                    assert_eq!(bits(&s), bits(&want_s), "scores {heads} heads D={d} n={n}");
+                    let mut o = vec![f32::NAN; heads * d];
+                    k.weighted_sum(&p, &kv, &mut o).unwrap();
+                    assert_eq!(bits(&o), bits(&want_o), "sum {heads} heads D={d} n={n}");
+                    // Wrong lengths for this head count are refused.
+                    assert!(k.scores(&q[..d], &kv, &mut s).is_err());
+                    assert!(k.weighted_sum(&p, &kv, &mut o[..d]).is_err());
+                }
+            }
+            // Guard pages after every buffer.
+            let (mut gq, mut gkv, mut gp) = (
+                Guarded::new(&q, true),
+                Guarded::new(&kv, true),
+                Guarded::new(&p, true),
+            );
+            let mut gs = Guarded::new(&vec![0.0; heads * n], true);
+            let mut go = Guarded::new(&vec![0.0; heads * d], true);
+            let k =
+                AttentionKernels::compile(&shape, &AttentionParams::default(), levels[0]).unwrap();
+            k.scores(gq.slice(), gkv.slice(), gs.slice()).unwrap();
+            assert_eq!(bits(gs.slice()), bits(&want_s));
+            k.weighted_sum(gp.slice(), gkv.slice(), go.slice()).unwrap();
+            assert_eq!(bits(go.slice()), bits(&want_o));
+        }
+    }
+}
+
+#[test]
 fn bad_shapes_and_lengths_are_errors() {
     let ok = AttentionShape {
         head_dim: 16,
         stride: 32,
         scale: 0.25,
+        heads: 1,
     };
     let k = AttentionKernels::compile(
         &ok,
@@ -126,16 +197,19 @@ fn bad_shapes_and_lengths_are_errors() {
             head_dim: 12,
             stride: 32,
             scale: 1.0,
+            heads: 1,
         },
         AttentionShape {
             head_dim: 16,
             stride: 8,
             scale: 1.0,
+            heads: 1,
         },
         AttentionShape {
             head_dim: 0,
             stride: 8,
             scale: 1.0,
+            heads: 1,
         },
     ] {
         assert!(AttentionKernels::compile(
@@ -151,14 +225,17 @@ fn bad_shapes_and_lengths_are_errors() {
 fn compiles_for_aarch64() {
     for (dotprod, i8mm) in [(false, false), (true, true)] {
         let target = Target::aarch64(dotprod, i8mm).unwrap();
-        let shape = AttentionShape {
-            head_dim: 128,
-            stride: 640,
-            scale: 0.088,
-        };
-        let info = compile_only(&shape, &AttentionParams::default(), &target).unwrap();
-        assert!(!info.code.is_empty());
-        assert!(info.target.is_aarch64());
+        for heads in [1, 4] {
+            let shape = AttentionShape {
+                head_dim: 128,
+                stride: 640,
+                scale: 0.088,
+                heads,
+            };
+            let info = compile_only(&shape, &AttentionParams::default(), &target).unwrap();
+            assert!(!info.code.is_empty());
+            assert!(info.target.is_aarch64());
+        }
     }
 }
 
@@ -235,6 +312,7 @@ fn kernels_stay_inside_guarded_buffers() {
             head_dim: d,
             stride,
             scale: 0.5,
+            heads: 1,
         };
         for at_end in [true, false] {
             let (mut gq, mut gkv, mut gp) = (

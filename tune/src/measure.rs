@@ -433,8 +433,16 @@ impl AttentionHarness {
             .map(|_| rng.gen_range(0.0f32..0.01))
             .collect();
         let scale = 1.0 / (head_dim as f32).sqrt();
-        let want_scores = (0..positions)
-            .map(|j| dot8(&q[..head_dim], &kv[j * stride..][..head_dim]) * scale)
+        let group = n_head / n_head_kv;
+        let heads = AttnShape::heads_for_group(group);
+        // The first block of heads (KV head 0): each head's scores, and the same probabilities
+        // for every head of the block (so the same weighted sum).
+        let want_scores = (0..heads)
+            .flat_map(|h| {
+                let qh = &q[h * head_dim..(h + 1) * head_dim];
+                let kv = &kv;
+                (0..positions).map(move |j| dot8(qh, &kv[j * stride..][..head_dim]) * scale)
+            })
             .collect();
         let mut want_sum = vec![0.0f32; head_dim];
         for (j, &p) in probs.iter().enumerate() {
@@ -442,14 +450,17 @@ impl AttentionHarness {
                 *o += p * v;
             }
         }
+        let want_sum = want_sum.repeat(heads);
+        let probs = probs.repeat(heads);
         Ok(AttentionHarness {
             shape: AttnShape {
                 head_dim,
                 stride,
                 scale,
+                heads,
             },
             n_head,
-            group: n_head / n_head_kv,
+            group,
             target,
             pool: WorkerPool::new(threads)?,
             q,
@@ -471,10 +482,10 @@ impl AttentionHarness {
             )));
         };
         let k = AttentionKernels::compile_for(&self.shape, &params, &self.target)?;
-        let d = self.shape.head_dim;
-        let mut s = vec![f32::NAN; self.positions];
-        k.scores(&self.q[..d], &self.kv, &mut s)?;
-        let mut o = vec![f32::NAN; d];
+        let (d, heads) = (self.shape.head_dim, self.shape.heads);
+        let mut s = vec![f32::NAN; heads * self.positions];
+        k.scores(&self.q[..heads * d], &self.kv, &mut s)?;
+        let mut o = vec![f32::NAN; heads * d];
         k.weighted_sum(&self.probs, &self.kv, &mut o)?;
         let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
         if !same(&s, &self.want_scores) || !same(&o, &self.want_sum) {
@@ -484,16 +495,17 @@ impl AttentionHarness {
                 problem: "scores or weighted sum differ from the reference".into(),
             });
         }
-        let parts = split_groups(self.n_head, self.pool.threads());
+        let parts = split_groups(self.n_head / heads, self.pool.threads());
         Ok(median_of(self.reps, || {
             let t = Instant::now();
             self.pool.run(&|i| {
                 let Some(r) = parts.get(i) else { return };
-                let mut s = vec![0.0f32; self.positions];
-                let mut o = vec![0.0f32; d];
-                for h in r.clone() {
+                let mut s = vec![0.0f32; heads * self.positions];
+                let mut o = vec![0.0f32; heads * d];
+                for block in r.clone() {
+                    let h = block * heads;
                     let off = (h / self.group) * d;
-                    let q = &self.q[h * d..(h + 1) * d];
+                    let q = &self.q[h * d..(h + heads) * d];
                     // Lengths were checked by the calls above; these cannot fail.
                     let _ = k.scores(q, &self.kv[off..], &mut s);
                     let _ = k.weighted_sum(&self.probs, &self.kv[off..], &mut o);

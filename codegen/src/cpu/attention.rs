@@ -1,4 +1,4 @@
-//! Attention generators: the two loops of one query head over the f32 KV cache.
+//! Attention generators: the two loops of a block of query heads over the f32 KV cache.
 //!
 //! For query head `q` (D values) and the cached positions `0..n` of its KV head (rows `stride`
 //! floats apart in the cache), attention is
@@ -16,7 +16,12 @@
 //! void weighted_sum(const f32 *p, const f32 *values, f32 *o, usize n)
 //! ```
 //!
-//! D, the row stride and the scale are compile-time constants. Both are bit-identical to the
+//! A call handles `heads` query heads that share one KV head (grouped-query attention): their
+//! queries and outputs are consecutive (`heads·D` floats), their scores and probabilities are
+//! `heads` rows of `n`, and each key and value row is loaded once for all of them.
+//!
+//! D, the row stride, the head count and the scale are compile-time constants. Both are
+//! bit-identical to the
 //! reference: the score is the reference `dot_f32` (eight f32 partial sums in two f32x4
 //! accumulators, combined as `((s0 + s4) + (s1 + s5)) + ((s2 + s6) + (s3 + s7)) + 0`) times the
 //! scale; the weighted sum accumulates each output element over `j` in order from 0 with a
@@ -45,6 +50,19 @@ pub struct AttentionShape {
     pub stride: usize,
     /// Score scale (`1/√D` for standard attention).
     pub scale: f32,
+    /// Query heads per call, sharing each key and value load (1..=4; they must share a KV head).
+    pub heads: usize,
+}
+
+impl AttentionShape {
+    /// The most query heads per call (at most 4, a divisor of `group`) for `group` query heads
+    /// per KV head.
+    pub fn heads_for_group(group: usize) -> usize {
+        (1..=4)
+            .rev()
+            .find(|h| group.is_multiple_of(*h))
+            .unwrap_or(1)
+    }
 }
 
 /// Code-shape parameters of the attention kernels.
@@ -70,6 +88,8 @@ pub struct AttentionInfo {
     pub shape: AttentionShape,
     /// Parameters asked for.
     pub params: AttentionParams,
+    /// Key rows per scores iteration actually used.
+    pub rows: usize,
     /// Weighted-sum block width actually used.
     pub cols: usize,
     /// The target's features.
@@ -82,7 +102,10 @@ pub struct AttentionInfo {
     pub compile_time: Duration,
 }
 
-fn check(shape: &AttentionShape, p: &AttentionParams) -> Result<usize, CodegenError> {
+/// Checks a shape and parameters; returns the key rows per scores iteration and the
+/// weighted-sum block width actually used (fewer with more heads, so that the accumulators,
+/// `2·rows·heads` and `cols·heads`, stay in registers).
+fn check(shape: &AttentionShape, p: &AttentionParams) -> Result<(usize, usize), CodegenError> {
     let d = shape.head_dim;
     if d == 0 || !d.is_multiple_of(8) || d > 512 || shape.stride < d {
         return Err(CodegenError::Unsupported(format!(
@@ -105,11 +128,28 @@ fn check(shape: &AttentionShape, p: &AttentionParams) -> Result<usize, CodegenEr
             "attention params {p:?}: rows must be 1..=4, cols 1..=16"
         )));
     }
+    let h = shape.heads;
+    if !(1..=4).contains(&h) {
+        return Err(CodegenError::Unsupported(format!(
+            "attention heads per call = {h}: must be 1..=4"
+        )));
+    }
+    let rows = if h == 1 {
+        p.rows
+    } else {
+        p.rows.min(4 / h).max(1)
+    };
+    let max_cols = if h == 1 {
+        p.cols
+    } else {
+        p.cols.min(8 / h).max(1)
+    };
     let vecs = d / 4;
-    Ok((1..=p.cols)
+    let cols = (1..=max_cols)
         .rev()
         .find(|c| vecs.is_multiple_of(*c))
-        .unwrap_or(1))
+        .unwrap_or(1);
+    Ok((rows, cols))
 }
 
 /// Loads: in bounds, 4-byte aligned, read-only.
@@ -160,7 +200,7 @@ pub fn build_scores(
     params: &AttentionParams,
     target: &Target,
 ) -> Result<Function, CodegenError> {
-    check(shape, params)?;
+    let (rows, _) = check(shape, params)?;
     let ptr = target.isa.pointer_type();
     let mut func = Function::with_name_signature(UserFuncName::user(0, 2), signature(target));
     let mut fctx = FunctionBuilderContext::new();
@@ -171,43 +211,61 @@ pub fn build_scores(
     b.seal_block(entry);
     let p = b.block_params(entry).to_vec();
     let (q, keys, s, n) = (p[0], p[1], p[2], p[3]);
-    let (d, row_bytes) = (shape.head_dim, (4 * shape.stride) as i64);
+    let (d, row_bytes, heads) = (shape.head_dim, (4 * shape.stride) as i64, shape.heads);
     let zero = b.ins().f32const(0.0);
     let scale = b.ins().f32const(shape.scale);
     let zero_v = b.ins().splat(types::F32X4, zero);
-    // Scores of `rows` consecutive positions starting at j.
+    // Head h's scores start h·n floats into `s`.
+    let score_row = b.ins().imul_imm_u(n, 4);
+    let head_rows: Vec<Value> = (0..heads)
+        .map(|h| b.ins().imul_imm_u(score_row, h as i64))
+        .collect();
+    // Scores of `rows` consecutive positions starting at j, for every head.
     let block = |b: &mut FunctionBuilder, j: Value, rows: usize| {
         let base_off = b.ins().imul_imm_u(j, row_bytes);
         let base = b.ins().iadd(keys, base_off);
-        let mut accs = vec![zero_v; 2 * rows];
+        // accs[2·(h·rows + i) + half]
+        let mut accs = vec![zero_v; 2 * rows * heads];
         for c in 0..d / 8 {
-            let qa = b.ins().load(types::F32X4, LOAD, q, (32 * c) as i32);
-            let qb = b.ins().load(types::F32X4, LOAD, q, (32 * c + 16) as i32);
-            for i in 0..rows {
-                let off = i as i64 * row_bytes + 32 * c as i64;
-                let ka = b.ins().load(types::F32X4, LOAD, base, off as i32);
-                let kb = b.ins().load(types::F32X4, LOAD, base, (off + 16) as i32);
-                let pa = b.ins().fmul(qa, ka);
-                let pb = b.ins().fmul(qb, kb);
-                accs[2 * i] = b.ins().fadd(accs[2 * i], pa);
-                accs[2 * i + 1] = b.ins().fadd(accs[2 * i + 1], pb);
+            let ks: Vec<(Value, Value)> = (0..rows)
+                .map(|i| {
+                    let off = i as i64 * row_bytes + 32 * c as i64;
+                    let ka = b.ins().load(types::F32X4, LOAD, base, off as i32);
+                    let kb = b.ins().load(types::F32X4, LOAD, base, (off + 16) as i32);
+                    (ka, kb)
+                })
+                .collect();
+            for h in 0..heads {
+                let q_off = (4 * h * d + 32 * c) as i32;
+                let qa = b.ins().load(types::F32X4, LOAD, q, q_off);
+                let qb = b.ins().load(types::F32X4, LOAD, q, q_off + 16);
+                for (i, &(ka, kb)) in ks.iter().enumerate() {
+                    let a = 2 * (h * rows + i);
+                    let pa = b.ins().fmul(qa, ka);
+                    let pb = b.ins().fmul(qb, kb);
+                    accs[a] = b.ins().fadd(accs[a], pa);
+                    accs[a + 1] = b.ins().fadd(accs[a + 1], pb);
+                }
             }
         }
         let dst_off = b.ins().imul_imm_u(j, 4);
         let dst = b.ins().iadd(s, dst_off);
-        for i in 0..rows {
-            let t = b.ins().fadd(accs[2 * i], accs[2 * i + 1]);
-            let l: Vec<Value> = (0..4).map(|k| b.ins().extractlane(t, k as u8)).collect();
-            let a = b.ins().fadd(l[0], l[1]);
-            let c = b.ins().fadd(l[2], l[3]);
-            let v = b.ins().fadd(a, c);
-            let v = b.ins().fadd(v, zero);
-            let v = b.ins().fmul(v, scale);
-            b.ins().store(STORE, v, dst, (4 * i) as i32);
+        for (h, &head_row) in head_rows.iter().enumerate() {
+            let dst_h = b.ins().iadd(dst, head_row);
+            for i in 0..rows {
+                let a = 2 * (h * rows + i);
+                let t = b.ins().fadd(accs[a], accs[a + 1]);
+                let l: Vec<Value> = (0..4).map(|k| b.ins().extractlane(t, k as u8)).collect();
+                let x = b.ins().fadd(l[0], l[1]);
+                let y = b.ins().fadd(l[2], l[3]);
+                let v = b.ins().fadd(x, y);
+                let v = b.ins().fadd(v, zero);
+                let v = b.ins().fmul(v, scale);
+                b.ins().store(STORE, v, dst_h, (4 * i) as i32);
+            }
         }
     };
     let zero_i = b.ins().iconst(ptr, 0);
-    let rows = params.rows;
     // Blocks of `rows`, then single positions up to n.
     let blocks = b.ins().udiv_imm_u(n, rows as i64);
     let full_end = b.ins().imul_imm_u(blocks, rows as i64);
@@ -228,7 +286,7 @@ pub fn build_weighted_sum(
     params: &AttentionParams,
     target: &Target,
 ) -> Result<Function, CodegenError> {
-    let cols = check(shape, params)?;
+    let (_, cols) = check(shape, params)?;
     let ptr = target.isa.pointer_type();
     let mut func = Function::with_name_signature(UserFuncName::user(0, 3), signature(target));
     let mut fctx = FunctionBuilderContext::new();
@@ -239,23 +297,29 @@ pub fn build_weighted_sum(
     b.seal_block(entry);
     let p = b.block_params(entry).to_vec();
     let (probs, values, out, n) = (p[0], p[1], p[2], p[3]);
-    let row_bytes = (4 * shape.stride) as i64;
+    let (row_bytes, heads, d) = ((4 * shape.stride) as i64, shape.heads, shape.head_dim);
     let zero = b.ins().f32const(0.0);
     let zero_v = b.ins().splat(types::F32X4, zero);
     let zero_i = b.ins().iconst(ptr, 0);
-    for blk in 0..shape.head_dim / 4 / cols {
+    // Head h's probabilities start h·n floats into `probs`.
+    let prob_row = b.ins().imul_imm_u(n, 4);
+    let head_rows: Vec<Value> = (0..heads)
+        .map(|h| b.ins().imul_imm_u(prob_row, h as i64))
+        .collect();
+    let accs_n = heads * cols;
+    for blk in 0..d / 4 / cols {
         let col0 = (16 * blk * cols) as i32;
-        // Loop over j carrying `cols` accumulators.
+        // Loop over j carrying `heads·cols` accumulators (acc[h·cols + c]).
         let head = b.create_block();
         let body = b.create_block();
         let exit = b.create_block();
         b.append_block_param(head, ptr);
-        for _ in 0..cols {
+        for _ in 0..accs_n {
             b.append_block_param(head, types::F32X4);
             b.append_block_param(exit, types::F32X4);
         }
         let mut args: Vec<BlockArg> = vec![zero_i.into()];
-        args.extend(std::iter::repeat_n(BlockArg::from(zero_v), cols));
+        args.extend(std::iter::repeat_n(BlockArg::from(zero_v), accs_n));
         b.ins().jump(head, &args);
         b.switch_to_block(head);
         let hp = b.block_params(head).to_vec();
@@ -267,27 +331,36 @@ pub fn build_weighted_sum(
         b.seal_block(body);
         let poff = b.ins().imul_imm_u(j, 4);
         let pp = b.ins().iadd(probs, poff);
-        let pj = b.ins().load(types::F32, LOAD, pp, 0);
-        let pv = b.ins().splat(types::F32X4, pj);
+        let pvs: Vec<Value> = head_rows
+            .iter()
+            .map(|&hr| {
+                let pph = b.ins().iadd(pp, hr);
+                let pj = b.ins().load(types::F32, LOAD, pph, 0);
+                b.ins().splat(types::F32X4, pj)
+            })
+            .collect();
         let voff = b.ins().imul_imm_u(j, row_bytes);
         let vrow = b.ins().iadd(values, voff);
-        let mut next: Vec<BlockArg> = Vec::with_capacity(cols + 1);
-        let j2 = b.ins().iadd_imm_u(j, 1);
-        next.push(j2.into());
-        for (c, &acc) in accs.iter().enumerate() {
+        let mut next: Vec<BlockArg> = vec![BlockArg::from(zero_i); accs_n + 1];
+        next[0] = b.ins().iadd_imm_u(j, 1).into();
+        for c in 0..cols {
             let v = b
                 .ins()
                 .load(types::F32X4, LOAD, vrow, col0 + (16 * c) as i32);
-            let prod = b.ins().fmul(pv, v);
-            next.push(b.ins().fadd(acc, prod).into());
+            for (h, &pv) in pvs.iter().enumerate() {
+                let prod = b.ins().fmul(pv, v);
+                next[1 + h * cols + c] = b.ins().fadd(accs[h * cols + c], prod).into();
+            }
         }
         b.ins().jump(head, &next);
         b.seal_block(head);
         b.switch_to_block(exit);
         b.seal_block(exit);
         let res = b.block_params(exit).to_vec();
-        for (c, &r) in res.iter().enumerate() {
-            b.ins().store(STORE, r, out, col0 + (16 * c) as i32);
+        for (a, &r) in res.iter().enumerate() {
+            let (h, c) = (a / cols, a % cols);
+            let off = (4 * h * d) as i32 + col0 + (16 * c) as i32;
+            b.ins().store(STORE, r, out, off);
         }
     }
     b.ins().return_(&[]);
@@ -302,13 +375,14 @@ pub fn compile_only(
     target: &Target,
 ) -> Result<AttentionInfo, CodegenError> {
     let t0 = Instant::now();
-    let cols = check(shape, params)?;
+    let (rows, cols) = check(shape, params)?;
     let (mut code, v1) = compile_to_code(build_scores(shape, params, target)?, target)?;
     let (code2, v2) = compile_to_code(build_weighted_sum(shape, params, target)?, target)?;
     code.extend_from_slice(&code2);
     Ok(AttentionInfo {
         shape: *shape,
         params: *params,
+        rows,
         cols,
         target: target.info.clone(),
         code,
@@ -360,7 +434,7 @@ impl AttentionKernels {
         target: &Target,
     ) -> Result<AttentionKernels, CodegenError> {
         let t0 = Instant::now();
-        let cols = check(shape, params)?;
+        let (rows, cols) = check(shape, params)?;
         let s = JitFunction::compile(
             build_scores(shape, params, target)?,
             target,
@@ -386,6 +460,7 @@ impl AttentionKernels {
             info: AttentionInfo {
                 shape: *shape,
                 params: *params,
+                rows,
                 cols,
                 target: target.info.clone(),
                 code,
@@ -411,43 +486,48 @@ impl AttentionKernels {
         }
     }
 
-    /// `s[j] = dot(q, keys[j·stride ..][..D]) · scale` for `j < s.len()`.
+    /// For each of the `heads` query heads `h` (`q[h·D..][..D]`) and `j < n`, with
+    /// `n = s.len() / heads`: `s[h·n + j] = dot(q_h, keys[j·stride ..][..D]) · scale`.
     pub fn scores(&self, q: &[f32], keys: &[f32], s: &mut [f32]) -> Result<(), CodegenError> {
-        let d = self.info.shape.head_dim;
-        if q.len() != d || keys.len() < self.span(s.len()) {
+        let (d, heads) = (self.info.shape.head_dim, self.info.shape.heads);
+        let n = s.len() / heads;
+        if q.len() != heads * d || s.len() != heads * n || keys.len() < self.span(n) {
             return Err(CodegenError::Shape(format!(
-                "attention scores: q has {} values (D = {d}), keys {} for {} positions ({} needed)",
+                "attention scores: q has {} values ({heads} heads of D = {d}), {} scores, \
+                 keys {} for {n} positions ({} needed)",
                 q.len(),
-                keys.len(),
                 s.len(),
-                self.span(s.len())
+                keys.len(),
+                self.span(n)
             )));
         }
         // SAFETY: lengths checked above.
-        unsafe { (self.scores)(q.as_ptr(), keys.as_ptr(), s.as_mut_ptr(), s.len()) };
+        unsafe { (self.scores)(q.as_ptr(), keys.as_ptr(), s.as_mut_ptr(), n) };
         Ok(())
     }
 
-    /// `o[d] = Σ_j p[j]·values[j·stride + d]` for `j < p.len()`, `d < D`.
+    /// For each of the `heads` query heads `h` and `d < D`, with `n = p.len() / heads`:
+    /// `o[h·D + d] = Σ_{j<n} p[h·n + j]·values[j·stride + d]`.
     pub fn weighted_sum(
         &self,
         p: &[f32],
         values: &[f32],
         o: &mut [f32],
     ) -> Result<(), CodegenError> {
-        let d = self.info.shape.head_dim;
-        if o.len() != d || values.len() < self.span(p.len()) {
+        let (d, heads) = (self.info.shape.head_dim, self.info.shape.heads);
+        let n = p.len() / heads;
+        if o.len() != heads * d || p.len() != heads * n || values.len() < self.span(n) {
             return Err(CodegenError::Shape(format!(
-                "attention weighted sum: out has {} values (D = {d}), values {} for {} positions \
-                 ({} needed)",
+                "attention weighted sum: out has {} values ({heads} heads of D = {d}), {} \
+                 probabilities, values {} for {n} positions ({} needed)",
                 o.len(),
-                values.len(),
                 p.len(),
-                self.span(p.len())
+                values.len(),
+                self.span(n)
             )));
         }
         // SAFETY: lengths checked above.
-        unsafe { (self.weighted_sum)(p.as_ptr(), values.as_ptr(), o.as_mut_ptr(), p.len()) };
+        unsafe { (self.weighted_sum)(p.as_ptr(), values.as_ptr(), o.as_mut_ptr(), n) };
         Ok(())
     }
 }

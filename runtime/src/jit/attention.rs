@@ -1,5 +1,6 @@
-//! Attention on the generated kernels: scores and weighted sum per query head, softmax between
-//! them with the reference numerics, (token, head) pairs split over the worker pool.
+//! Attention on the generated kernels: scores and weighted sum per block of query heads sharing
+//! a KV head, softmax between them with the reference numerics, (token, head block) pairs split
+//! over the worker pool.
 
 use std::sync::{Arc, Mutex};
 
@@ -26,11 +27,13 @@ pub enum AttentionPlan {
 }
 
 impl AttentionPlan {
-    /// Compiles the kernels for heads of `head_dim` values in KV rows of `kv_width` floats with
-    /// `params` (and where they came from), or explains why there are none.
+    /// Compiles the kernels for heads of `head_dim` values in KV rows of `kv_width` floats,
+    /// `group` query heads per KV head, with `params` (and where they came from), or explains
+    /// why there are none.
     pub fn build(
         head_dim: usize,
         kv_width: usize,
+        group: usize,
         target: &Target,
         params: (AttentionParams, ParamSource),
     ) -> Result<AttentionPlan, RuntimeError> {
@@ -38,6 +41,7 @@ impl AttentionPlan {
             head_dim,
             stride: kv_width,
             scale: 1.0 / (head_dim as f32).sqrt(),
+            heads: Shape::heads_for_group(group),
         };
         match AttentionKernels::compile_for(&shape, &params.0, target) {
             Ok(k) => Ok(AttentionPlan::Generated(Arc::new(k), params.1)),
@@ -62,10 +66,12 @@ pub fn run(
 ) -> Result<(), RuntimeError> {
     let d = s.head_dim;
     let q_width = s.n_head * d;
+    let heads = kernels.info().shape.heads;
     if d != kernels.info().shape.head_dim
         || !q.len().is_multiple_of(q_width)
         || out.len() != q.len()
         || !s.n_head.is_multiple_of(s.n_head_kv)
+        || !(s.n_head / s.n_head_kv).is_multiple_of(heads)
     {
         return Err(CodegenError::Shape(format!(
             "attention of {} query values with {} heads of {d} (kernels for {})",
@@ -80,24 +86,28 @@ pub fn run(
     let keys = kv.keys(layer, n_past + t_count);
     let values = kv.values(layer, n_past + t_count);
     out.fill(0.0);
-    let items = t_count * s.n_head;
+    // Items are (token, block of `heads` query heads); a block shares one KV head.
+    let blocks = s.n_head / heads;
+    let items = t_count * blocks;
     let threads = pool.threads();
     let out_parts = DisjointParts::new(out);
     let failure: Mutex<Option<CodegenError>> = Mutex::new(None);
     pool.run(&|i| {
         let range = split_part(items, threads, i);
         SCORES.with_borrow_mut(|scores| {
-            scores.resize(scores.len().max(n_past + t_count), 0.0);
+            scores.resize(scores.len().max(heads * (n_past + t_count)), 0.0);
             for idx in range.clone() {
-                let (t, h) = (idx / s.n_head, idx % s.n_head);
-                let qh = &q[t * q_width + h * d..][..d];
-                let off = (h / group) * d;
+                // Token t, query heads h0..h0 + heads (one KV head), their outputs consecutive.
+                let (t, h0) = (idx / blocks, (idx % blocks) * heads);
+                let qh = &q[t * q_width + h0 * d..][..heads * d];
+                let off = (h0 / group) * d;
                 let n = n_past + t + 1;
-                let sc = &mut scores[..n];
-                // SAFETY: each (t, h) pair owns its D outputs; parts hold disjoint pairs.
-                let o = unsafe { out_parts.slice(idx * d..(idx + 1) * d) };
+                let sc = &mut scores[..heads * n];
+                let first = (t * s.n_head + h0) * d;
+                // SAFETY: each item owns its heads' D outputs; parts hold disjoint items.
+                let o = unsafe { out_parts.slice(first..first + heads * d) };
                 let r = kernels.scores(qh, &keys[off..], sc).and_then(|()| {
-                    softmax(sc);
+                    sc.chunks_mut(n).for_each(softmax);
                     kernels.weighted_sum(sc, &values[off..], o)
                 });
                 if let Err(e) = r {
@@ -118,8 +128,12 @@ thread_local! {
     static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The name of generated attention kernels: `jit.attention.<isa>.d<D>.s<stride>`.
+/// The name of generated attention kernels: `jit.attention.<isa>.d<D>.s<stride>.h<heads>`
+/// (query heads per call).
 pub fn kernel_name(kernels: &AttentionKernels, isa: &str) -> String {
     let s = &kernels.info().shape;
-    format!("jit.attention.{isa}.d{}.s{}", s.head_dim, s.stride)
+    format!(
+        "jit.attention.{isa}.d{}.s{}.h{}",
+        s.head_dim, s.stride, s.heads
+    )
 }

@@ -260,11 +260,18 @@ impl JitBackend {
         let repack_time = t_repack.elapsed().saturating_sub(compile_time);
         let mut attentions: Vec<Option<Arc<AttentionPlan>>> =
             (0..graph.nodes.len()).map(|_| None).collect();
-        let mut attention_by_dim: HashMap<usize, Arc<AttentionPlan>> = HashMap::new();
+        let mut attention_by_dim: HashMap<(usize, usize), Arc<AttentionPlan>> = HashMap::new();
         for (i, node) in graph.nodes.iter().enumerate() {
-            if let Op::Attention { head_dim, .. } = &node.op {
+            if let Op::Attention {
+                head_dim,
+                n_head,
+                n_head_kv,
+                ..
+            } = &node.op
+            {
                 let d = *head_dim as usize;
-                let plan = match attention_by_dim.get(&d) {
+                let group = (*n_head / (*n_head_kv).max(1)).max(1) as usize;
+                let plan = match attention_by_dim.get(&(d, group)) {
                     Some(p) => p.clone(),
                     None => {
                         let t0 = Instant::now();
@@ -274,9 +281,10 @@ impl JitBackend {
                             Some(p) => (p, ParamSource::Cache),
                             None => (Default::default(), ParamSource::Default),
                         };
-                        let p = Arc::new(AttentionPlan::build(d, kv_width, &target, params)?);
+                        let p = AttentionPlan::build(d, kv_width, group, &target, params)?;
+                        let p = Arc::new(p);
                         compile_time += t0.elapsed();
-                        attention_by_dim.insert(d, p.clone());
+                        attention_by_dim.insert((d, group), p.clone());
                         p
                     }
                 };
@@ -449,10 +457,13 @@ impl JitBackend {
                     uses: uses(&name),
                     name,
                     op: "attention",
-                    shape: format!("D={} stride={}", info.shape.head_dim, info.shape.stride),
+                    shape: format!(
+                        "D={} stride={} heads/call={}",
+                        info.shape.head_dim, info.shape.stride, info.shape.heads
+                    ),
                     layout: format!(
                         "f32 KV cache, {} key rows/step, {} f32x4 columns/block",
-                        info.params.rows, info.cols
+                        info.rows, info.cols
                     ),
                     features: info.target.enabled.clone(),
                     code_bytes: info.code.len(),
