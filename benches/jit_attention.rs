@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use bitnetc_codegen::cpu::{IsaLevel, Target, WorkerPool};
-use bitnetc_runtime::jit::attention::{run, AttentionPlan};
+use bitnetc_runtime::jit::attention::{run, AttentionPlan, ScoreRows};
 use bitnetc_runtime::kv_cache::KvCache;
 use bitnetc_runtime::reference::{attention, AttentionShape};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -59,7 +59,18 @@ fn attention_bench(c: &mut Criterion) {
             let want = attention(&kv, 0, &q, n_past, SHAPE);
             let one = WorkerPool::new(1).expect("workers");
             let mut got = vec![0.0f32; q.len()];
-            run(&kernels, &kv, 0, &q, n_past, SHAPE, &one, &mut got).expect("jit");
+            run(
+                &kernels,
+                &kv,
+                0,
+                &q,
+                n_past,
+                SHAPE,
+                &one,
+                &mut ScoreRows::default(),
+                &mut got,
+            )
+            .expect("jit");
             assert!(
                 got.iter()
                     .zip(&want)
@@ -76,9 +87,21 @@ fn attention_bench(c: &mut Criterion) {
                     .build()
                     .expect("pool");
                 let name = format!("ctx{positions}_q{queries}_{t}t");
+                let mut scores = ScoreRows::default();
                 g.bench_function(format!("jit_{name}"), |b| {
                     b.iter(|| {
-                        run(&kernels, &kv, 0, &q, n_past, SHAPE, &pool, &mut got).expect("jit");
+                        run(
+                            &kernels,
+                            &kv,
+                            0,
+                            &q,
+                            n_past,
+                            SHAPE,
+                            &pool,
+                            &mut scores,
+                            &mut got,
+                        )
+                        .expect("jit");
                         black_box(&got);
                     })
                 });

@@ -152,8 +152,13 @@ fn check(shape: &AttentionShape, p: &AttentionParams) -> Result<(usize, usize), 
     Ok((rows, cols))
 }
 
+/// Positions per tile of the weighted sum (128 value rows of a 128-wide head: 64 KiB).
+const WEIGHTED_SUM_TILE: usize = 128;
+
 /// Loads: in bounds, 4-byte aligned, read-only.
 const LOAD: MemFlagsData = MemFlagsData::new().with_notrap().with_readonly();
+/// Loads of what the kernel itself stored (not read-only): in bounds, 4-byte aligned.
+const OUT_LOAD: MemFlagsData = MemFlagsData::new().with_notrap();
 /// Stores: in bounds, 4-byte aligned.
 const STORE: MemFlagsData = MemFlagsData::new().with_notrap();
 
@@ -220,34 +225,67 @@ pub fn build_scores(
     let head_rows: Vec<Value> = (0..heads)
         .map(|h| b.ins().imul_imm_u(score_row, h as i64))
         .collect();
-    // Scores of `rows` consecutive positions starting at j, for every head.
+    // Scores of `rows` consecutive positions starting at j, for every head. The D/8 chunks
+    // are a loop carrying the accumulators: fully unrolled, Cranelift's optimizer placed every
+    // product and sum at its first use (the reduction after the last chunk), so all of the
+    // body's loads were live at once and spilled (2.4 KB of stack for 4 heads).
+    let n_accs = |rows: usize| 2 * rows * heads;
     let block = |b: &mut FunctionBuilder, j: Value, rows: usize| {
         let base_off = b.ins().imul_imm_u(j, row_bytes);
         let base = b.ins().iadd(keys, base_off);
-        // accs[2·(h·rows + i) + half]
-        let mut accs = vec![zero_v; 2 * rows * heads];
-        for c in 0..d / 8 {
-            let ks: Vec<(Value, Value)> = (0..rows)
-                .map(|i| {
-                    let off = i as i64 * row_bytes + 32 * c as i64;
-                    let ka = b.ins().load(types::F32X4, LOAD, base, off as i32);
-                    let kb = b.ins().load(types::F32X4, LOAD, base, (off + 16) as i32);
-                    (ka, kb)
-                })
-                .collect();
-            for h in 0..heads {
-                let q_off = (4 * h * d + 32 * c) as i32;
-                let qa = b.ins().load(types::F32X4, LOAD, q, q_off);
-                let qb = b.ins().load(types::F32X4, LOAD, q, q_off + 16);
-                for (i, &(ka, kb)) in ks.iter().enumerate() {
-                    let a = 2 * (h * rows + i);
-                    let pa = b.ins().fmul(qa, ka);
-                    let pb = b.ins().fmul(qb, kb);
-                    accs[a] = b.ins().fadd(accs[a], pa);
-                    accs[a + 1] = b.ins().fadd(accs[a + 1], pb);
-                }
+        let head = b.create_block();
+        let body = b.create_block();
+        let exit = b.create_block();
+        b.append_block_param(head, ptr);
+        for _ in 0..n_accs(rows) {
+            b.append_block_param(head, types::F32X4);
+            b.append_block_param(exit, types::F32X4);
+        }
+        let zero_i = b.ins().iconst(ptr, 0);
+        let mut args: Vec<BlockArg> = vec![zero_i.into()];
+        args.extend(std::iter::repeat_n(BlockArg::from(zero_v), n_accs(rows)));
+        b.ins().jump(head, &args);
+        b.switch_to_block(head);
+        let hp = b.block_params(head).to_vec();
+        let (c_off, accs) = (hp[0], hp[1..].to_vec());
+        let go = b
+            .ins()
+            .icmp_imm_u(IntCC::UnsignedLessThan, c_off, (4 * d) as i64);
+        let acc_args: Vec<BlockArg> = accs.iter().map(|&a| a.into()).collect();
+        b.ins().brif(go, body, &[], exit, &acc_args);
+        b.switch_to_block(body);
+        b.seal_block(body);
+        // Chunk c (bytes c_off..c_off + 32 of each head's query and key): accs[2·(h·rows + i)
+        // + half].
+        let kbase = b.ins().iadd(base, c_off);
+        let qbase = b.ins().iadd(q, c_off);
+        let ks: Vec<(Value, Value)> = (0..rows)
+            .map(|i| {
+                let off = (i as i64 * row_bytes) as i32;
+                let ka = b.ins().load(types::F32X4, LOAD, kbase, off);
+                let kb = b.ins().load(types::F32X4, LOAD, kbase, off + 16);
+                (ka, kb)
+            })
+            .collect();
+        let mut next: Vec<BlockArg> = vec![BlockArg::from(zero_i); n_accs(rows) + 1];
+        next[0] = b.ins().iadd_imm_u(c_off, 32).into();
+        for h in 0..heads {
+            let q_off = (4 * h * d) as i32;
+            let qa = b.ins().load(types::F32X4, LOAD, qbase, q_off);
+            let qb = b.ins().load(types::F32X4, LOAD, qbase, q_off + 16);
+            for (i, &(ka, kb)) in ks.iter().enumerate() {
+                let a = 2 * (h * rows + i);
+                let pa = b.ins().fmul(qa, ka);
+                let pb = b.ins().fmul(qb, kb);
+                next[1 + a] = b.ins().fadd(accs[a], pa).into();
+                next[2 + a] = b.ins().fadd(accs[a + 1], pb).into();
             }
         }
+        b.ins().jump(head, &next);
+        b.seal_block(head);
+        b.switch_to_block(exit);
+        b.seal_block(exit);
+        let accs = b.block_params(exit).to_vec();
         let dst_off = b.ins().imul_imm_u(j, 4);
         let dst = b.ins().iadd(s, dst_off);
         for (h, &head_row) in head_rows.iter().enumerate() {
@@ -307,9 +345,31 @@ pub fn build_weighted_sum(
         .map(|h| b.ins().imul_imm_u(prob_row, h as i64))
         .collect();
     let accs_n = heads * cols;
+    // The outputs start at +0.0, as the reference's do.
+    for a in 0..heads * d / 4 {
+        b.ins().store(STORE, zero_v, out, (16 * a) as i32);
+    }
+    // Positions in tiles of WEIGHTED_SUM_TILE: every column block runs over a tile before the
+    // next tile, so the tile's value rows are still in cache for the later column blocks (one
+    // pass per block over all positions re-read them from L3 once they outgrow L2). The
+    // accumulators go through `out` between tiles; each element still sums over j in order.
+    let tile_head = b.create_block();
+    let tile_body = b.create_block();
+    let done = b.create_block();
+    b.append_block_param(tile_head, ptr);
+    b.ins().jump(tile_head, &[zero_i.into()]);
+    b.switch_to_block(tile_head);
+    let t = b.block_params(tile_head)[0];
+    let more = b.ins().icmp(IntCC::UnsignedLessThan, t, n);
+    b.ins().brif(more, tile_body, &[], done, &[]);
+    b.switch_to_block(tile_body);
+    b.seal_block(tile_body);
+    let t_next = b.ins().iadd_imm_u(t, WEIGHTED_SUM_TILE as i64);
+    let t_end = b.ins().umin(t_next, n);
     for blk in 0..d / 4 / cols {
         let col0 = (16 * blk * cols) as i32;
-        // Loop over j carrying `heads·cols` accumulators (acc[h·cols + c]).
+        let out_off = |a: usize| (4 * (a / cols) * d) as i32 + col0 + (16 * (a % cols)) as i32;
+        // Loop over j in the tile carrying `heads·cols` accumulators (acc[h·cols + c]).
         let head = b.create_block();
         let body = b.create_block();
         let exit = b.create_block();
@@ -318,13 +378,16 @@ pub fn build_weighted_sum(
             b.append_block_param(head, types::F32X4);
             b.append_block_param(exit, types::F32X4);
         }
-        let mut args: Vec<BlockArg> = vec![zero_i.into()];
-        args.extend(std::iter::repeat_n(BlockArg::from(zero_v), accs_n));
+        let mut args: Vec<BlockArg> = vec![t.into()];
+        for a in 0..accs_n {
+            let acc = b.ins().load(types::F32X4, OUT_LOAD, out, out_off(a));
+            args.push(acc.into());
+        }
         b.ins().jump(head, &args);
         b.switch_to_block(head);
         let hp = b.block_params(head).to_vec();
         let (j, accs) = (hp[0], hp[1..].to_vec());
-        let go = b.ins().icmp(IntCC::UnsignedLessThan, j, n);
+        let go = b.ins().icmp(IntCC::UnsignedLessThan, j, t_end);
         let acc_args: Vec<BlockArg> = accs.iter().map(|&a| a.into()).collect();
         b.ins().brif(go, body, &[], exit, &acc_args);
         b.switch_to_block(body);
@@ -358,11 +421,13 @@ pub fn build_weighted_sum(
         b.seal_block(exit);
         let res = b.block_params(exit).to_vec();
         for (a, &r) in res.iter().enumerate() {
-            let (h, c) = (a / cols, a % cols);
-            let off = (4 * h * d) as i32 + col0 + (16 * c) as i32;
-            b.ins().store(STORE, r, out, off);
+            b.ins().store(STORE, r, out, out_off(a));
         }
     }
+    b.ins().jump(tile_head, &[t_end.into()]);
+    b.seal_block(tile_head);
+    b.switch_to_block(done);
+    b.seal_block(done);
     b.ins().return_(&[]);
     b.finalize(target.isa.frontend_config());
     Ok(func)

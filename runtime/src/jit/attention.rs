@@ -62,6 +62,7 @@ pub fn run(
     n_past: usize,
     s: AttentionShape,
     pool: &WorkerPool,
+    scores: &mut ScoreRows,
     out: &mut [f32],
 ) -> Result<(), RuntimeError> {
     let d = s.head_dim;
@@ -90,12 +91,21 @@ pub fn run(
     let blocks = s.n_head / heads;
     let items = t_count * blocks;
     let threads = pool.threads();
+    // One score buffer per part, with room for the whole context, so none grows during a
+    // sequence.
+    let room = heads * kv.capacity().max(n_past + t_count);
+    scores.0.resize_with(threads, Vec::new);
+    for row in scores.0.iter_mut() {
+        row.resize(row.len().max(room), 0.0);
+    }
+    let score_parts = DisjointParts::new(&mut scores.0);
     let out_parts = DisjointParts::new(out);
     let failure: Mutex<Option<CodegenError>> = Mutex::new(None);
     pool.run(&|i| {
         let range = split_part(items, threads, i);
-        SCORES.with_borrow_mut(|scores| {
-            scores.resize(scores.len().max(heads * (n_past + t_count)), 0.0);
+        // SAFETY: part i alone uses score buffer i.
+        let scores = &mut unsafe { score_parts.slice(i..i + 1) }[0];
+        {
             for idx in range.clone() {
                 // Token t, query heads h0..h0 + heads (one KV head), their outputs consecutive.
                 let (t, h0) = (idx / blocks, (idx % blocks) * heads);
@@ -115,7 +125,7 @@ pub fn run(
                     return;
                 }
             }
-        });
+        }
     });
     match failure.into_inner().unwrap_or_else(|e| e.into_inner()) {
         Some(e) => Err(e.into()),
@@ -123,10 +133,9 @@ pub fn run(
     }
 }
 
-thread_local! {
-    /// Each thread's score row, kept between calls (it grows with the context).
-    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
+/// Score rows of the attention's parts, kept between calls (the backend keeps one set).
+#[derive(Default)]
+pub struct ScoreRows(Vec<Vec<f32>>);
 
 /// The name of generated attention kernels: `jit.attention.<isa>.d<D>.s<stride>.h<heads>`
 /// (query heads per call).

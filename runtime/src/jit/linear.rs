@@ -53,6 +53,27 @@ impl LinearPlan {
         pool: &WorkerPool,
         y_all: &mut [f32],
     ) -> Result<(), RuntimeError> {
+        self.run_with(
+            weight,
+            x,
+            out_scale,
+            pool,
+            &mut LinearScratch::default(),
+            y_all,
+        )
+    }
+
+    /// [`LinearPlan::run`] with buffers kept in `scratch` between calls (none allocated once
+    /// it has seen the shapes).
+    pub fn run_with(
+        &self,
+        weight: &Weight,
+        x: &[QuantizedRow],
+        out_scale: Option<f32>,
+        pool: &WorkerPool,
+        scratch: &mut LinearScratch,
+        y_all: &mut [f32],
+    ) -> Result<(), RuntimeError> {
         let (matrix, kernel, prompt) = match self {
             LinearPlan::Generated {
                 matrix,
@@ -74,37 +95,31 @@ impl LinearPlan {
             ))
             .into());
         }
-        SCRATCH.with_borrow_mut(|scratch| {
-            // Whole blocks of tokens through the prompt kernel, the rest one at a time.
-            let blocked = match prompt {
-                Some(p) if x.len() >= p.tokens() => {
-                    let n = x.len() - x.len() % p.tokens();
-                    let y = &mut y_all[..n * m];
-                    run_blocks(p, matrix, &x[..n], out_scale, pool, scratch, y)?;
-                    n
-                }
-                _ => 0,
-            };
-            let y = &mut y_all[blocked * m..];
-            run_tokens(kernel, matrix, &x[blocked..], out_scale, pool, scratch, y)
-        })
+        // Whole blocks of tokens through the prompt kernel, the rest one at a time.
+        let blocked = match prompt {
+            Some(p) if x.len() >= p.tokens() => {
+                let n = x.len() - x.len() % p.tokens();
+                let y = &mut y_all[..n * m];
+                run_blocks(p, matrix, &x[..n], out_scale, pool, scratch, y)?;
+                n
+            }
+            _ => 0,
+        };
+        let y = &mut y_all[blocked * m..];
+        run_tokens(kernel, matrix, &x[blocked..], out_scale, pool, scratch, y)
     }
 }
 
-/// Buffers of the linear layers kept by each calling thread between calls, so a forward pass
+/// Buffers of the linear layers kept between calls (the backend keeps one), so a forward pass
 /// allocates none once the shapes have been seen.
 #[derive(Default)]
-struct LinearScratch {
+pub struct LinearScratch {
     /// Integer accumulators.
     acc: Vec<i32>,
     /// One expanded activation row per row length K.
     rows: Vec<ExpandedActivations>,
     /// One expanded batch per (K, tokens).
     batches: Vec<ExpandedBatch>,
-}
-
-thread_local! {
-    static SCRATCH: std::cell::RefCell<LinearScratch> = std::cell::RefCell::default();
 }
 
 /// `y` (`[x.len() × M]`) one token at a time through the decode kernel.

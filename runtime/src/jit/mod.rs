@@ -13,7 +13,7 @@ pub mod head;
 pub mod linear;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bitnetc_codegen::cpu::{
@@ -28,10 +28,10 @@ use crate::kv_cache::KvCache;
 use crate::reference::numerics::QuantizedRow;
 use crate::reference::AttentionShape;
 use crate::reference::{reference_kernel_name, thread_pool};
-use attention::AttentionPlan;
+use attention::{AttentionPlan, ScoreRows};
 use bitnetc_codegen::cpu::WorkerPool;
 use head::HeadPlan;
-use linear::LinearPlan;
+use linear::{LinearPlan, LinearScratch};
 
 /// How the JIT backend builds its kernels.
 #[derive(Clone, Debug)]
@@ -186,6 +186,9 @@ pub struct JitBackend {
     graph: Arc<Graph>,
     pool: rayon::ThreadPool,
     workers: WorkerPool,
+    /// Buffers of the linear and attention kernels, kept between passes (one op runs at a
+    /// time on `workers`, so one set serves every session).
+    scratch: Mutex<(LinearScratch, ScoreRows)>,
     last_use: Vec<usize>,
     /// Per node: the linear plan of a ternary linear op.
     linears: Vec<Option<LinearPlan>>,
@@ -340,6 +343,7 @@ impl JitBackend {
             graph,
             pool,
             workers: WorkerPool::new(threads)?,
+            scratch: Mutex::default(),
             linears,
             heads,
             attentions,
@@ -562,7 +566,10 @@ impl OpKernels for JitBackend {
         out: &mut [f32],
     ) -> Result<(), RuntimeError> {
         match &self.linears[node] {
-            Some(plan) => plan.run(weight, x, out_scale, &self.workers, out),
+            Some(plan) => {
+                let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+                plan.run_with(weight, x, out_scale, &self.workers, &mut scratch.0, out)
+            }
             None => unreachable!("every ternary linear node has a plan"),
         }
     }
@@ -591,7 +598,9 @@ impl OpKernels for JitBackend {
     ) -> Result<(), RuntimeError> {
         match self.attentions[node].as_deref() {
             Some(AttentionPlan::Generated(k, _)) => {
-                attention::run(k, kv, layer, q, n_past, shape, &self.workers, out)
+                let mut scratch = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
+                let scores = &mut scratch.1;
+                attention::run(k, kv, layer, q, n_past, shape, &self.workers, scores, out)
             }
             _ => {
                 out.copy_from_slice(&crate::reference::attention(kv, layer, q, n_past, shape));
