@@ -2,6 +2,8 @@
 //! variants alternating over 12 rounds; reports the fastest and the median time per token row
 //! and the multiply-accumulates per second (with the weights in cache, the compute bound).
 //!
+//! `LAYOUT` picks the weight layout (`rows16x16`, the default, or `rows4xR`).
+//!
 //! `VARIANTS=1x4x2,8x1x4 cargo run --release -p bitnetc-codegen --example gemm_sweep -- [K] [M] [threads]`
 
 use std::time::Instant;
@@ -77,7 +79,17 @@ fn main() {
     let codes: Vec<u8> = (0..k * m)
         .map(|i| ((i * 2654435761) >> 7) as u8 % 3)
         .collect();
-    let w = RepackedMatrix::from_codes(&codes, k, m, 1.0, Layout::rows16(16)).unwrap();
+    // LAYOUT=rows16x16 (default), rows4x8, rows4x16, ...
+    let layout_name = std::env::var("LAYOUT").unwrap_or("rows16x16".into());
+    let (pack, rows) = layout_name
+        .split_once('x')
+        .expect("LAYOUT=rows16x16 or rows4xR");
+    let rows: usize = rows.parse().unwrap();
+    let layout = match pack {
+        "rows4" => Layout::rows4(rows),
+        _ => Layout::rows16(rows),
+    };
+    let w = RepackedMatrix::from_codes(&codes, k, m, 1.0, layout).unwrap();
     let shape = GemvShape::of(&w);
     // VARIANTS=TxSxU,... (tokens × streams × unroll); the first is the reference.
     let names: Vec<String> = std::env::var("VARIANTS")

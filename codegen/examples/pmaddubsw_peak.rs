@@ -1,11 +1,12 @@
-//! The compute ceiling of the prompt kernel on an x86-64 CPU without VNNI, beside the kernel.
+//! The compute ceiling of the prompt kernel on x86-64, beside the kernel.
 //!
 //! Without VNNI the generated prompt kernel needs, per 16 multiply-accumulates, one 128-bit
-//! `pmaddubsw` and one `paddw` to sum its result (Cranelift emits no 256-bit vectors). This
-//! example times that pair alone — eight independent accumulators, no loads — on one thread,
-//! then the default prompt kernel (8 tokens) at K = 2560, M = 512 with its weights in L2,
-//! alternating the two over several rounds, and prints the kernel's rate as a share of the
-//! pair's. Multiply by two cores for the machine-wide bound on ternary GEMM throughput.
+//! `pmaddubsw` and one `paddw` to sum its result (Cranelift emits no 256-bit vectors); with
+//! VNNI one 128-bit `vpdpbusd`. This example times the `pmaddubsw` + `paddw` pair alone and,
+//! on a CPU with AVX-512 VNNI, `vpdpbusd` alone — eight independent accumulators, no loads —
+//! on one thread, then the default prompt kernel (8 tokens) at K = 2560, M = 512 with its
+//! weights in L2, alternating over several rounds, and prints the kernel's rate as a share of
+//! each. Multiply by the cores for the machine-wide bound on ternary GEMM throughput.
 //!
 //! `cargo run --release -p bitnetc-codegen --example pmaddubsw_peak`
 
@@ -69,6 +70,50 @@ fn main() {
         t.elapsed().as_secs_f64() / (ITERS * 8) as f64
     }
 
+    /// Seconds per 128-bit `vpdpbusd` (16 multiply-accumulates), eight independent
+    /// accumulators, median of a few runs; `None` without AVX-512 VNNI.
+    fn vpdpbusd_seconds() -> Option<f64> {
+        if !(std::arch::is_x86_feature_detected!("avx512vnni")
+            && std::arch::is_x86_feature_detected!("avx512vl"))
+        {
+            return None;
+        }
+        const ITERS: u64 = 20_000_000; // 8 instructions each
+        let t = Instant::now();
+        // SAFETY: register-only AVX-512 VNNI/VL instructions (checked above), no memory access.
+        unsafe {
+            std::arch::asm!(
+                "vpxor xmm0, xmm0, xmm0",
+                "vpxor xmm1, xmm1, xmm1",
+                "vpxor xmm2, xmm2, xmm2",
+                "vpxor xmm3, xmm3, xmm3",
+                "vpxor xmm4, xmm4, xmm4",
+                "vpxor xmm5, xmm5, xmm5",
+                "vpxor xmm6, xmm6, xmm6",
+                "vpxor xmm7, xmm7, xmm7",
+                "vpcmpeqb xmm14, xmm14, xmm14",
+                "vpabsb xmm15, xmm14",
+                "2:",
+                "vpdpbusd xmm0, xmm15, xmm14",
+                "vpdpbusd xmm1, xmm15, xmm14",
+                "vpdpbusd xmm2, xmm15, xmm14",
+                "vpdpbusd xmm3, xmm15, xmm14",
+                "vpdpbusd xmm4, xmm15, xmm14",
+                "vpdpbusd xmm5, xmm15, xmm14",
+                "vpdpbusd xmm6, xmm15, xmm14",
+                "vpdpbusd xmm7, xmm15, xmm14",
+                "dec {n}",
+                "jnz 2b",
+                n = inout(reg) ITERS => _,
+                out("xmm0") _, out("xmm1") _, out("xmm2") _, out("xmm3") _,
+                out("xmm4") _, out("xmm5") _, out("xmm6") _, out("xmm7") _,
+                out("xmm14") _, out("xmm15") _,
+                options(nostack, nomem),
+            );
+        }
+        Some(t.elapsed().as_secs_f64() / (ITERS * 8) as f64)
+    }
+
     // 512 rows: 320 KiB of weights, which stay in L2.
     let (k, m, tokens) = (2560usize, 512usize, 8usize);
     let codes: Vec<u8> = (0..k * m)
@@ -105,9 +150,12 @@ fn main() {
         t.elapsed().as_secs_f64() / calls as f64
     };
     let macs = (k * m * tokens) as f64;
-    let (mut pair, mut kernel) = (vec![], vec![]);
+    let (mut pair, mut kernel, mut vnni) = (vec![], vec![], vec![]);
     for _ in 0..9 {
         pair.push(16.0 / pair_seconds() / 1e9);
+        if let Some(s) = vpdpbusd_seconds() {
+            vnni.push(16.0 / s / 1e9);
+        }
         kernel.push(macs / kernel_seconds(&mut out) / 1e9);
     }
     let median = |v: &mut Vec<f64>| {
@@ -123,6 +171,14 @@ fn main() {
         params.unroll,
         100.0 * g / p
     );
+    if !vnni.is_empty() {
+        let v = median(&mut vnni);
+        println!(
+            "vpdpbusd (xmm): {v:.1} GMAC/s per core (16 per instruction); the prompt kernel \
+             uses it on this CPU: {g:.1} GMAC/s = {:.0}% of it",
+            100.0 * g / v
+        );
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]

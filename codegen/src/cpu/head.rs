@@ -226,9 +226,12 @@ pub fn repack_scaled_i8(
 /// Bytes after each super-block's codes in a [`HeadFormat::Q6K`] row: 16 i16 scales and `d`
 /// (f32).
 const Q6K_META: usize = 36;
-/// Bytes of the 6-bit codes of a [`HeadFormat::Q6K`] super-block: 128 bytes of low nibbles
-/// (byte `i`: element `i` low, element `i + 128` high) and 64 bytes of high bit pairs (byte
-/// `i`: elements `i`, `i + 64`, `i + 128`, `i + 192` from the lowest pair up).
+/// Bytes of the 6-bit codes of a [`HeadFormat::Q6K`] super-block: four quads of sub-blocks
+/// (quad `Q` holds sub-blocks `4Q..4Q+4`), 48 bytes each. A quad's 64 codes are taken as four
+/// vectors of 16 ([`q6k_slot`]: byte `4l + t` of vector `v` is element `4v + t` of sub-block
+/// `4Q + l`), so one `vpdpbusd` lane sums four products of one sub-block. Vectors 0, 1 and 2
+/// are stored whole in bits 0..5 of the quad's three 16-byte words; vector 3's codes are split
+/// over their bits 6..7 (bits 0..1 in word 0, 2..3 in word 1, 4..5 in word 2).
 const Q6K_CODES: usize = 192;
 /// Bytes of one [`HeadFormat::Q6K`] super-block: codes, 16 i16 scales, `d`.
 const Q6K_BLOCK: usize = Q6K_CODES + Q6K_META;
@@ -283,6 +286,14 @@ pub fn repack_q8_0(bytes: &[u8], k: usize, rows: usize) -> Result<Vec<u8>, Codeg
     Ok(out)
 }
 
+/// Where element `e` (0..256) of a super-block sits in the [`HeadFormat::Q6K`] kernel's order:
+/// (quad, vector within the quad, byte within the vector). The activations are laid out in
+/// the same order ([`q6k_activations`]), so element `e` meets its activation in the same byte.
+fn q6k_slot(e: usize) -> (usize, usize, usize) {
+    let (sub, i) = (e / 16, e % 16);
+    (sub / 4, i / 4, 4 * (sub % 4) + i % 4)
+}
+
 /// Repacks a Q6_K table (`rows × k`, `k` a multiple of 256) into [`HeadFormat::Q6K`] rows. A
 /// block with a non-finite `d` is an error (the reference refuses it too).
 pub fn repack_q6k(bytes: &[u8], k: usize, rows: usize) -> Result<Vec<u8>, CodegenError> {
@@ -314,12 +325,17 @@ pub fn repack_q6k(bytes: &[u8], k: usize, rows: usize) -> Result<Vec<u8>, Codege
                     problem: format!("row {r}: block {bi} has a non-finite scale {d}"),
                 });
             }
-            let (low, high) = codes.split_at_mut(128);
-            for (i, l) in low.iter_mut().enumerate() {
-                *l = (q[i] & 0xF) | ((q[i + 128] & 0xF) << 4);
-            }
-            for (i, h) in high.iter_mut().enumerate() {
-                *h = (0..4).fold(0u8, |acc, n| acc | ((q[i + 64 * n] >> 4) << (2 * n)));
+            codes.fill(0);
+            for (e, &code) in q.iter().enumerate() {
+                let (quad, v, byte) = q6k_slot(e);
+                let word = &mut codes[48 * quad..48 * quad + 48];
+                if v < 3 {
+                    word[16 * v + byte] |= code;
+                } else {
+                    for (w, chunk) in word.chunks_exact_mut(16).enumerate() {
+                        chunk[byte] |= ((code >> (2 * w)) & 3) << 6;
+                    }
+                }
             }
             for (j, &sc) in scales.iter().enumerate() {
                 m[2 * j..2 * j + 2].copy_from_slice(&i16::from(sc).to_le_bytes());
@@ -480,6 +496,8 @@ const STORE: MemFlagsData = MemFlagsData::new().with_notrap();
 struct Emitter {
     /// Whether `x86_pmaddubsw` is available (SSSE3 on x86-64).
     pmaddubsw: bool,
+    /// Whether the u8×i8 dot tree folds into `vpdpbusd` (x86-64 with VNNI).
+    vnni: bool,
     k: usize,
     unroll: usize,
     format: HeadFormat,
@@ -493,6 +511,36 @@ impl Emitter {
     fn splat_i32(&self, b: &mut FunctionBuilder, v: u32) -> Value {
         let c = b.ins().iconst(types::I32, i64::from(v));
         b.ins().splat(types::I32X4, c)
+    }
+
+    /// `v >> n` as 16-bit lanes (x86-64 has no byte shift); the caller masks what crosses
+    /// bytes.
+    fn shr_bytes(&self, b: &mut FunctionBuilder, v: Value, n: i64) -> Value {
+        let w = b.ins().bitcast(types::I16X8, self.le, v);
+        let w = b.ins().ushr_imm_u(w, n);
+        b.ins().bitcast(types::I8X16, self.le, w)
+    }
+
+    /// `acc + Σ` of each four adjacent products `x·c` (`x` signed, `c` unsigned bytes below
+    /// 128) in i32 lanes: the tree that folds into `vpdpbusd` with VNNI, and into `sdot` on
+    /// aarch64 (both operands sign-widened there: `c` < 128 reads the same).
+    fn dot_u8_i8(&self, b: &mut FunctionBuilder, acc: Value, x: Value, c: Value) -> Value {
+        let (xl, xh) = (b.ins().swiden_low(x), b.ins().swiden_high(x));
+        let (cl, ch) = if self.vnni {
+            (b.ins().uwiden_low(c), b.ins().uwiden_high(c))
+        } else {
+            (b.ins().swiden_low(c), b.ins().swiden_high(c))
+        };
+        let lo = b.ins().imul(xl, cl);
+        let hi = b.ins().imul(xh, ch);
+        let lo_l = b.ins().swiden_low(lo);
+        let lo_h = b.ins().swiden_high(lo);
+        let p_lo = b.ins().iadd_pairwise(lo_l, lo_h);
+        let hi_l = b.ins().swiden_low(hi);
+        let hi_h = b.ins().swiden_high(hi);
+        let p_hi = b.ins().iadd_pairwise(hi_l, hi_h);
+        let t = b.ins().iadd_pairwise(p_lo, p_hi);
+        b.ins().iadd(t, acc)
     }
 
     fn as_f32(&self, b: &mut FunctionBuilder, v: Value) -> Value {
@@ -604,8 +652,6 @@ impl Emitter {
         let bo = b.ins().imul_imm_u(bi, Q6K_BLOCK as i64);
         let cp = b.ins().iadd(base, bo);
         let meta = b.ins().iadd_imm_u(cp, Q6K_CODES as i64);
-        // Every load here is free to move, so Cranelift places each sub-block's loads where the
-        // sub-block is summed instead of loading all sixteen at the top and spilling them.
         let scale_vecs: Vec<Value> = (0..2)
             .map(|h| b.ins().load(types::I16X8, X_LOAD, meta, 16 * h))
             .collect();
@@ -613,66 +659,87 @@ impl Emitter {
             let c = b.func.dfg.constants.insert(vec![v; 16].into());
             b.ins().vconst(types::I8X16, c)
         };
-        // Sub-block j's codes: the low nibbles of low-nibble vector j % 8 (j < 8) or their high
-        // nibbles (j ≥ 8), and bits 4..5 from bit pair j / 4 of high-bit vector j % 4. The
-        // sub-blocks are taken in the order that uses each loaded vector in a row.
-        let mut accs = Vec::new();
-        for j in (0..4).flat_map(|m| [m, m + 8, m + 4, m + 12]) {
-            let low = b
-                .ins()
-                .load(types::I8X16, X_LOAD, cp, (16 * (j % 8)) as i32);
-            let low = if j < 8 {
-                low
+        // Per quad: its four code vectors (see `Q6K_CODES`), their dot products with the
+        // activations in the same order (lane l of the i32 result: sub-block 4Q + l), times
+        // the sub-block scales, summed over the quads into the lanes of `acc`.
+        let mut acc: Option<Value> = None;
+        for quad in 0..4 {
+            let words: Vec<Value> = (0..3)
+                .map(|w| {
+                    b.ins()
+                        .load(types::I8X16, X_LOAD, cp, (48 * quad + 16 * w) as i32)
+                })
+                .collect();
+            let mut codes: Vec<Value> = words
+                .iter()
+                .map(|&w| {
+                    let m = splat_i8(b, 0x3F);
+                    b.ins().band(w, m)
+                })
+                .collect();
+            // Vector 3 from the top bit pairs: ((w0·· >> 2 | w1··) >> 2 | w2··) >> 2, where w··
+            // keeps bits 6..7 of each byte. The shifts are 16-bit, but bits 0..1 of every byte
+            // are clear before each one, so nothing crosses into the byte below.
+            let mut v3: Option<Value> = None;
+            for &w in &words {
+                let m = splat_i8(b, 0xC0);
+                let top = b.ins().band(w, m);
+                v3 = Some(match v3 {
+                    None => top,
+                    Some(prev) => {
+                        let sh = self.shr_bytes(b, prev, 2);
+                        b.ins().bor(sh, top)
+                    }
+                });
+            }
+            let v3 = v3.expect("three words");
+            codes.push(self.shr_bytes(b, v3, 2));
+            let xv: Vec<Value> = (0..4)
+                .map(|v| {
+                    b.ins()
+                        .load(types::I8X16, X_LOAD, xp, (64 * quad + 16 * v) as i32)
+                })
+                .collect();
+            let h = quad / 2;
+            let term = if self.pmaddubsw && !self.vnni {
+                // Pair sums in i16 (at most 2·63·128 each, so two vectors' sum still fits),
+                // then `pmaddwd` by the scales, each repeated over its sub-block's two lanes.
+                let p: Vec<Value> = (0..4)
+                    .map(|v| b.ins().x86_pmaddubsw(xv[v], codes[v]))
+                    .collect();
+                let p01 = b.ins().iadd(p[0], p[1]);
+                let p23 = b.ins().iadd(p[2], p[3]);
+                let first = 4 * (quad % 2) as u8;
+                let mask: Vec<u8> = (0..16u8).map(|i| 2 * (first + i / 4) + i % 2).collect();
+                let scv = b.ins().bitcast(types::I8X16, self.le, scale_vecs[h]);
+                let m = b.func.dfg.immediates.push(mask.into());
+                let pairs = b.ins().shuffle(scv, scv, m);
+                let sc = b.ins().bitcast(types::I16X8, self.le, pairs);
+                let d01 = dot_i16_pairs(b, p01, sc);
+                let d23 = dot_i16_pairs(b, p23, sc);
+                b.ins().iadd(d01, d23)
             } else {
-                let w = b.ins().bitcast(types::I16X8, self.le, low);
-                let w = b.ins().ushr_imm_u(w, 4);
-                b.ins().bitcast(types::I8X16, self.le, w)
+                // The u8×i8 dot tree (one `vpdpbusd` per vector with VNNI, `sdot` on aarch64:
+                // the codes are below 64, so signed or unsigned makes no difference), then the
+                // lanes times their sub-block's scale.
+                let zero = b.ins().iconst(types::I32, 0);
+                let mut s = b.ins().splat(types::I32X4, zero);
+                for v in 0..4 {
+                    s = self.dot_u8_i8(b, s, xv[v], codes[v]);
+                }
+                let sc = if quad % 2 == 0 {
+                    b.ins().swiden_low(scale_vecs[h])
+                } else {
+                    b.ins().swiden_high(scale_vecs[h])
+                };
+                b.ins().imul(s, sc)
             };
-            let m0f = splat_i8(b, 0x0F);
-            let low = b.ins().band(low, m0f);
-            let high = b
-                .ins()
-                .load(types::I8X16, X_LOAD, cp, (128 + 16 * (j % 4)) as i32);
-            let w = b.ins().bitcast(types::I16X8, self.le, high);
-            // Pair j / 4 to bits 4..5 (16-bit shifts: the mask drops what crosses bytes).
-            let w = match j / 4 {
-                0 => b.ins().ishl_imm_u(w, 4),
-                1 => b.ins().ishl_imm_u(w, 2),
-                2 => w,
-                _ => b.ins().ushr_imm_u(w, 2),
-            };
-            let high = b.ins().bitcast(types::I8X16, self.le, w);
-            let m30 = splat_i8(b, 0x30);
-            let high = b.ins().band(high, m30);
-            let c = b.ins().bor(low, high);
-            let xv = b.ins().load(types::I8X16, X_LOAD, xp, (16 * j) as i32);
-            // Pair sums of code·x within sub-block j, in i16 (at most 2·63·127).
-            let p = if self.pmaddubsw {
-                b.ins().x86_pmaddubsw(xv, c)
-            } else {
-                let cl = b.ins().swiden_low(c);
-                let xl = b.ins().swiden_low(xv);
-                let ch = b.ins().swiden_high(c);
-                let xh = b.ins().swiden_high(xv);
-                let lo = b.ins().imul(cl, xl);
-                let hi = b.ins().imul(ch, xh);
-                b.ins().iadd(lo, hi)
-            };
-            // Scale j in every i16 lane, by a byte shuffle of the loaded scales (a `splat`
-            // would be folded into the widening and lose the `pmaddwd` form).
-            let lane = 2 * (j % 8) as u8;
-            let mask: Vec<u8> = (0..16).map(|i| lane + (i % 2) as u8).collect();
-            let scv = b.ins().bitcast(types::I8X16, self.le, scale_vecs[j / 8]);
-            // (A `shuffle` keeps its mask an immediate, which x86-64 reads from the constant
-            // pool as `pshufb`'s memory operand instead of holding eight masks in registers.)
-            let m = b.func.dfg.immediates.push(mask.into());
-            let bc = b.ins().shuffle(scv, scv, m);
-            let sc = b.ins().bitcast(types::I16X8, self.le, bc);
-            accs.push(dot_i16_pairs(b, p, sc));
+            acc = Some(match acc {
+                None => term,
+                Some(a) => b.ins().iadd(a, term),
+            });
         }
-        while accs.len() > 1 {
-            accs = accs.chunks(2).map(|c| b.ins().iadd(c[0], c[1])).collect();
-        }
+        let products = acc.expect("four quads");
         // The `q − 32` offset: 32·Σ_j scale_j·bsum_j.
         let bso = b.ins().imul_imm_u(bi, 32);
         let bsp = b.ins().iadd(self.x, bso);
@@ -688,7 +755,7 @@ impl Emitter {
             });
         }
         let corr = b.ins().ishl_imm_u(corr.expect("two halves"), 5);
-        let acc = b.ins().isub(accs[0], corr);
+        let acc = b.ins().isub(products, corr);
         let lanes: Vec<Value> = (0..4).map(|l| b.ins().extractlane(acc, l as u8)).collect();
         let s01 = b.ins().iadd(lanes[0], lanes[1]);
         let s23 = b.ins().iadd(lanes[2], lanes[3]);
@@ -1054,6 +1121,7 @@ pub fn build_function(
     let (table, x, out, rb, re) = (p[0], p[1], p[2], p[3], p[4]);
     let em = Emitter {
         pmaddubsw: target.info.is_x86_64() && target.info.has("has_ssse3"),
+        vnni: target.info.is_x86_64() && target.info.vnni().is_some(),
         k: shape.k,
         unroll,
         format: shape.format,
@@ -1131,13 +1199,21 @@ pub fn compile_only(
     })
 }
 
-/// `x` quantized to Q8_K in the layout the [`HeadFormat::Q6K`] kernel reads: `K` i8 values,
+/// `x` quantized to Q8_K in the layout the [`HeadFormat::Q6K`] kernel reads: `K` i8 values
+/// (each super-block's in the order of [`q6k_slot`]),
 /// `K/16` i16 block sums, `K/256` f32 scales (little-endian), padded to whole u32 words.
 fn q6k_activations(x: &[f32]) -> Result<Vec<u32>, CodegenError> {
     let q = bitnetc_models::quant::q8_k::quantize_row(x)
         .map_err(|e| CodegenError::Shape(e.to_string()))?;
     let mut bytes: Vec<u8> = Vec::with_capacity(x.len() + x.len() / 8 + x.len() / 64 + 4);
-    bytes.extend(q.qs.iter().map(|&v| v as u8));
+    // Each super-block's values in the kernel's order (`q6k_slot`).
+    bytes.resize(q.qs.len(), 0);
+    for (blk_in, blk_out) in q.qs.chunks_exact(256).zip(bytes.chunks_exact_mut(256)) {
+        for (e, &v) in blk_in.iter().enumerate() {
+            let (quad, vec, byte) = q6k_slot(e);
+            blk_out[64 * quad + 16 * vec + byte] = v as u8;
+        }
+    }
     bytes.extend(q.bsums.iter().flat_map(|v| v.to_le_bytes()));
     bytes.extend(q.d.iter().flat_map(|v| v.to_le_bytes()));
     Ok(bytes
