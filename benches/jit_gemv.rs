@@ -11,6 +11,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use bitnetc::bench::bandwidth::sum_stream;
 use bitnetc_codegen::cpu::{
     epilogue, ExpandedActivations, GemvKernel, GemvParams, GemvShape, IsaLevel, Layout,
     RepackedMatrix,
@@ -107,10 +108,7 @@ fn bandwidth_probe(c: &mut Criterion) {
                 pool.install(|| {
                     let start = Instant::now();
                     for _ in 0..iters {
-                        let s: u64 = buf
-                            .par_chunks(buf.len() / t)
-                            .map(|c| c.iter().fold(0u64, |a, &v| a.wrapping_add(v)))
-                            .sum();
+                        let s: u64 = buf.par_chunks(buf.len() / t).map(sum_stream).sum();
                         black_box(s);
                     }
                     start.elapsed()

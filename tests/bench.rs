@@ -116,6 +116,8 @@ fn result(test: &str, threads: usize, tps: &[f64], lat_ms: Option<&[f64]>) -> Te
         ttft_ms: Figure::new(tps.iter().map(|t| 1e3 * n as f64 / t).collect()),
         token_latency_ms: lat_ms.map(|l| Latency::new(l.to_vec())),
         peak_rss_bytes: Some(10 << 20),
+        weight_bytes_per_token: tg.then_some(1 << 20),
+        of_bandwidth_ceiling: None,
     }
 }
 
@@ -186,6 +188,7 @@ fn synthetic() -> Receipt {
         ],
         process: ProcessFigures::default(),
         quality: None,
+        read_bandwidth: Vec::new(),
     }
 }
 
@@ -469,8 +472,8 @@ fn strict_cli_fails_on_a_fallback_and_names_the_op() {
 
 // ---------------------------------------------------------------- real receipts
 
-#[test]
-fn real_receipt_validates_against_the_schema() {
+/// The checked-in receipt schema, itself checked against the JSON Schema meta-schema.
+fn receipt_validator() -> jsonschema::Validator {
     let schema: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -480,7 +483,12 @@ fn real_receipt_validates_against_the_schema() {
     )
     .unwrap();
     jsonschema::meta::validate(&schema).expect("the schema is a valid JSON Schema");
-    let validator = jsonschema::validator_for(&schema).unwrap();
+    jsonschema::validator_for(&schema).unwrap()
+}
+
+#[test]
+fn real_receipt_validates_against_the_schema() {
+    let validator = receipt_validator();
     let (path, v) = real_receipt();
     let errors: Vec<String> = validator.iter_errors(v).map(|e| e.to_string()).collect();
     assert!(errors.is_empty(), "{}: {errors:#?}", path.display());
@@ -509,6 +517,96 @@ fn real_receipt_validates_against_the_schema() {
     let mut broken = v.clone();
     broken["compute_path"] = "maybe".into();
     assert!(!validator.is_valid(&broken));
+}
+
+#[test]
+fn bandwidth_probe_and_reference_twin_are_measured_in_the_same_run() {
+    let model = tiny();
+    let json = dir().join("ratios.json");
+    let out = ok(&[
+        "bench",
+        "-m",
+        model.to_str().unwrap(),
+        "-p",
+        "8",
+        "-n",
+        "4",
+        "-t",
+        "2",
+        "-r",
+        "1",
+        "--no-warmup",
+        "--bandwidth",
+        "--bandwidth-mib",
+        "8",
+        "--vs-reference",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let errors: Vec<String> = receipt_validator()
+        .iter_errors(&v)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    let r = Receipt::read(&json).unwrap();
+    assert_eq!(r.backend, "jit");
+    let keys: Vec<String> = r.results.iter().map(TestResult::key).collect();
+    assert_eq!(
+        keys,
+        [
+            "jit/pp8/t2",
+            "jit/tg4/t2",
+            "reference/pp8/t2",
+            "reference/tg4/t2"
+        ]
+    );
+    // The probe: one per thread count, every pass a real rate.
+    assert_eq!(r.read_bandwidth.len(), 1);
+    let bw = &r.read_bandwidth[0];
+    assert_eq!((bw.threads, bw.buffer_bytes), (2, 8 << 20));
+    assert!(bw
+        .gb_per_s
+        .samples
+        .iter()
+        .all(|&g| g > 0.0 && g.is_finite()));
+    // The tiny model's head is tied to its embedding, so a decoded token reads every tensor
+    // of the file once: the sum of the payload sizes its header declares.
+    let bytes = std::fs::read(&model).unwrap();
+    let header = bitnetc_models::gguf::parse_header(&bytes).unwrap();
+    let payload: u64 = header.tensors.iter().map(|t| t.nbytes).sum();
+    for t in &r.results {
+        assert_eq!(
+            t.weight_bytes_per_token,
+            (t.kind == "tg").then_some(payload)
+        );
+        match t.kind.as_str() {
+            "tg" => {
+                let ceiling = bw.gb_per_s.median * 1e9 / payload as f64;
+                let frac = t.of_bandwidth_ceiling.unwrap();
+                assert!((frac - t.tokens_per_s.median / ceiling).abs() <= 1e-9 * frac);
+            }
+            _ => assert_eq!(t.of_bandwidth_ceiling, None),
+        }
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("read bandwidth (t=2): "), "{text}");
+    assert!(text.contains("jit tg4 t=2: "), "{text}");
+    assert!(text.contains("% of the decode ceiling"), "{text}");
+    assert!(text.contains("× the reference backend"), "{text}");
+    // A receipt without these fields (written before they existed) still reads.
+    let mut old = v.clone();
+    old.as_object_mut().unwrap().remove("read_bandwidth");
+    for t in old["results"].as_array_mut().unwrap() {
+        let t = t.as_object_mut().unwrap();
+        t.remove("weight_bytes_per_token");
+        t.remove("of_bandwidth_ceiling");
+    }
+    let old_path = dir().join("ratios-v1.json");
+    std::fs::write(&old_path, serde_json::to_string(&old).unwrap()).unwrap();
+    assert!(receipt_validator().is_valid(&old));
+    assert!(Receipt::read(&old_path).unwrap().read_bandwidth.is_empty());
 }
 
 #[test]

@@ -248,4 +248,83 @@ impl Graph {
     pub fn node(&self, id: ValueId) -> &Node {
         &self.nodes[id.0 as usize]
     }
+
+    /// Bytes of weight data one single-token forward pass reads, in the weights' stored
+    /// formats: every weight an op reads whole, plus one row of each embedding table (a table
+    /// that is also the output head is counted once, whole). This is what bounds decode speed
+    /// by memory bandwidth; the KV cache and activations are not included.
+    pub fn decode_weight_bytes(&self) -> u64 {
+        let mut read = vec![0u64; self.weights.len()];
+        for node in &self.nodes {
+            for id in node.op.weights() {
+                let w = self.weight(id);
+                let whole = w.data.bytes().len() as u64;
+                let bytes = match node.op {
+                    Op::Embedding { .. } => w
+                        .dims
+                        .first()
+                        .and_then(|&ne0| w.dtype.row_bytes(ne0))
+                        .map_or(whole, |row| row.min(whole)),
+                    _ => whole,
+                };
+                let slot = &mut read[id.0 as usize];
+                *slot = (*slot).max(bytes);
+            }
+        }
+        read.iter().sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{DType, GraphBuilder, GraphInfo, Op, Weight, WeightBytes};
+
+    fn f32_weight(name: &str, dims: &[u64]) -> Weight {
+        let n: u64 = dims.iter().product();
+        Weight {
+            name: name.into(),
+            dtype: DType::F32,
+            dims: dims.to_vec(),
+            data: WeightBytes::owned(vec![0; 4 * n as usize]),
+        }
+    }
+
+    /// Embedding → norm → head over `[8, 10]` tables, tied or not.
+    fn graph(tied: bool) -> crate::Graph {
+        let mut b = GraphBuilder::new(GraphInfo {
+            arch: "test".into(),
+            n_vocab: 10,
+            n_ctx: 16,
+            n_kv_layers: 0,
+            kv_width: 0,
+        });
+        let embd = b.weight(f32_weight("token_embd", &[8, 10]));
+        let norm = b.weight(f32_weight("norm", &[8]));
+        let head = if tied {
+            embd
+        } else {
+            b.weight(f32_weight("output", &[8, 10]))
+        };
+        let x = b.push("embd", Op::Embedding { table: embd }).unwrap();
+        let x = b
+            .push(
+                "norm",
+                Op::RmsNorm {
+                    x,
+                    weight: norm,
+                    eps: 1e-5,
+                },
+            )
+            .unwrap();
+        let out = b.push("head", Op::OutputHead { x, table: head }).unwrap();
+        b.finish(out).unwrap()
+    }
+
+    #[test]
+    fn decode_reads_one_embedding_row_and_every_other_weight_once() {
+        // Separate head: one 8-float row of the embedding, the norm, the whole head.
+        assert_eq!(graph(false).decode_weight_bytes(), 4 * (8 + 8 + 80));
+        // Tied: the table is read whole once (by the head), plus the norm.
+        assert_eq!(graph(true).decode_weight_bytes(), 4 * (80 + 8));
+    }
 }

@@ -6,10 +6,12 @@
 //! the facts needed to trust and compare it (host, model hash, backend, the kernel of every
 //! op). [`compare`] sets a receipt against a baseline with configurable thresholds, [`report`]
 //! draws receipts as SVG / HTML, and [`perplexity`] scores a text the way llama.cpp does so a
-//! receipt can carry quality beside speed.
+//! receipt can carry quality beside speed, and [`bandwidth`] measures the memory read speed that
+//! bounds decode, in the same run.
 //!
 //! Nothing here asserts speed: the tests check the machinery on synthetic samples.
 
+pub mod bandwidth;
 pub mod compare;
 pub mod host;
 pub mod perplexity;

@@ -11,6 +11,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::bandwidth::ReadBandwidth;
 use super::host::{BuildInfo, HostInfo, ProcessFigures};
 use super::stats::{Figure, Latency};
 use crate::{Engine, KernelUse};
@@ -54,6 +55,9 @@ pub struct Receipt {
     pub process: ProcessFigures,
     /// Perplexity of a text (`--quality`), if measured.
     pub quality: Option<Quality>,
+    /// Read bandwidth per thread count (`--bandwidth`), measured in this run; empty if not.
+    #[serde(default)]
+    pub read_bandwidth: Vec<ReadBandwidth>,
 }
 
 /// How the tests were run.
@@ -105,6 +109,13 @@ pub struct TestResult {
     pub token_latency_ms: Option<Latency>,
     /// Peak resident bytes of the process after this test.
     pub peak_rss_bytes: Option<u64>,
+    /// Bytes of weights one decoded token reads, in the model file's formats (tg only).
+    #[serde(default)]
+    pub weight_bytes_per_token: Option<u64>,
+    /// Median tokens/s over the fastest decode the read bandwidth measured in the same run
+    /// allows (`median GB/s / weight_bytes_per_token`); tg tests of a run with `--bandwidth`.
+    #[serde(default)]
+    pub of_bandwidth_ceiling: Option<f64>,
 }
 
 impl TestResult {

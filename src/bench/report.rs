@@ -18,6 +18,16 @@ fn human_bytes(b: u64) -> String {
     }
 }
 
+/// Bytes in decimal units (GB, MB), as bandwidths are quoted.
+fn decimal_bytes(b: u64) -> String {
+    let b = b as f64;
+    if b >= 1e9 {
+        format!("{:.3} GB", b / 1e9)
+    } else {
+        format!("{:.3} MB", b / 1e6)
+    }
+}
+
 fn human_count(n: u64) -> String {
     let n = n as f64;
     if n >= 1e9 {
@@ -128,7 +138,59 @@ pub fn results_table(r: &Receipt, markdown: bool) -> String {
             b = if markdown { "- " } else { "" },
         );
     }
+    for line in ratio_lines(r) {
+        let _ = writeln!(out, "{}{line}", if markdown { "- " } else { "" });
+    }
     out
+}
+
+/// The figures a run measured against each other: read bandwidth per thread count, each tg
+/// test against the decode ceiling that bandwidth implies, and each test of the run's backend
+/// against the same test on the reference backend.
+pub fn ratio_lines(r: &Receipt) -> Vec<String> {
+    let mut lines = Vec::new();
+    for bw in &r.read_bandwidth {
+        lines.push(format!(
+            "read bandwidth (t={}): {:.1} GB/s median of {} passes over {}",
+            bw.threads,
+            bw.gb_per_s.median,
+            bw.gb_per_s.samples.len(),
+            human_bytes(bw.buffer_bytes),
+        ));
+    }
+    for t in r.results.iter().filter(|t| t.backend == r.backend) {
+        let mut parts = Vec::new();
+        if let (Some(frac), Some(bytes)) = (t.of_bandwidth_ceiling, t.weight_bytes_per_token) {
+            parts.push(format!(
+                "{}/token → {:.1} GB/s = {:.0} % of the decode ceiling ({:.1} t/s)",
+                decimal_bytes(bytes),
+                t.tokens_per_s.median * bytes as f64 / 1e9,
+                frac * 100.0,
+                t.tokens_per_s.median / frac,
+            ));
+        }
+        let twin = r
+            .results
+            .iter()
+            .find(|u| u.backend == "reference" && u.test == t.test && u.threads == t.threads);
+        if let Some(u) = twin.filter(|u| u.tokens_per_s.median > 0.0 && t.backend != u.backend) {
+            parts.push(format!(
+                "{:.2}× the reference backend ({:.2} t/s)",
+                t.tokens_per_s.median / u.tokens_per_s.median,
+                u.tokens_per_s.median,
+            ));
+        }
+        if !parts.is_empty() {
+            lines.push(format!(
+                "{} {} t={}: {}",
+                t.backend,
+                t.test,
+                t.threads,
+                parts.join("; ")
+            ));
+        }
+    }
+    lines
 }
 
 /// A series key across receipts: `backend/test/t<threads>`.

@@ -216,5 +216,8 @@ fn summarize(engine: &Engine, test: Test, reps: &[Rep]) -> TestResult {
         ttft_ms: Figure::new(reps.iter().map(|r| r.ttft_s * 1e3).collect()),
         token_latency_ms: matches!(test, Test::Tg(_)).then(|| Latency::new(latencies)),
         peak_rss_bytes: peak_rss_bytes(),
+        weight_bytes_per_token: matches!(test, Test::Tg(_))
+            .then(|| engine.model().graph.decode_weight_bytes()),
+        of_bandwidth_ceiling: None,
     }
 }

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context};
+use bitnetc::bench::bandwidth::{measure_read_bandwidth, ReadBandwidth, PROBE_BYTES, PROBE_PASSES};
 use bitnetc::bench::compare::{compare, Thresholds};
 use bitnetc::bench::host::{timestamp_now, BuildInfo, HostInfo, ProcessFigures};
 use bitnetc::bench::perplexity::{perplexity, PerplexityOptions};
@@ -131,6 +132,17 @@ pub struct BenchArgs {
     /// Compare the run with this baseline receipt (exit status 1 when a test is critical).
     #[arg(long)]
     pub compare: Option<PathBuf>,
+    /// Also measure the memory read bandwidth with each thread count, and report each tg test's
+    /// speed as a share of the decode ceiling it implies (bandwidth / weight bytes per token).
+    #[arg(long)]
+    pub bandwidth: bool,
+    /// Size of the --bandwidth probe buffer in MiB (keep it well above the last-level cache).
+    #[arg(long, default_value_t = PROBE_BYTES >> 20, value_parser = clap::value_parser!(usize))]
+    pub bandwidth_mib: usize,
+    /// Also run every test on the reference backend (same threads) and report the speed ratio
+    /// of the chosen backend to it, measured in the same run.
+    #[arg(long)]
+    pub vs_reference: bool,
     #[command(flatten)]
     pub thresholds: ThresholdArgs,
     /// Testing aid: report the ops of this kind (e.g. `ternary_linear`) as having run a
@@ -174,29 +186,53 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
         tg_prompt: a.tg_prompt,
         token_seed: 1234,
     };
-    let steps = (threads.len() * tests.len() * (cfg.repetitions + cfg.warmup_runs)) as u64;
+    let backends = if a.vs_reference { 2 } else { 1 };
+    let steps =
+        (backends * threads.len() * tests.len() * (cfg.repetitions + cfg.warmup_runs)) as u64;
     let bar = ProgressBar::new(steps);
     bar.set_style(
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
             .expect("valid template"),
     );
 
+    let mut read_bandwidth = Vec::new();
+    if a.bandwidth {
+        if a.bandwidth_mib == 0 {
+            bail!("--bandwidth-mib must be at least 1");
+        }
+        for &t in &threads {
+            bar.set_message(format!("read bandwidth (t={t})"));
+            read_bandwidth.push(measure_read_bandwidth(
+                t,
+                a.bandwidth_mib << 20,
+                PROBE_PASSES,
+            )?);
+        }
+    }
+    // The chosen backend first (its kernels describe the run), then the reference twin.
+    let mut runs = vec![(a.backend, a.device)];
+    if a.vs_reference && (a.backend, a.device) != (BackendChoice::Reference, DeviceChoice::Cpu) {
+        runs.push((BackendChoice::Reference, DeviceChoice::Cpu));
+    }
     let mut results = Vec::new();
     let mut kernels = Vec::new();
     let mut model_info = None;
     let mut last_engine = None;
-    for &t in &threads {
+    for (&t, &(backend, device)) in threads
+        .iter()
+        .flat_map(|t| runs.iter().map(move |r| (t, r)))
+    {
         let margs = ModelArgs {
             model: a.model.clone(),
             threads: t,
-            backend: a.backend,
-            device: a.device,
+            backend,
+            device,
             isa: a.isa,
             activation: a.activation,
             pre_tokenizer: a.pre_tokenizer,
             cache_dir: a.cache_dir.clone(),
         };
-        bar.set_message(format!("loading (t={t})"));
+        bar.set_message(format!("loading {backend:?} (t={t})"));
         let engine = Engine::load(&a.model, &margs.engine_options())?;
         if model_info.is_none() {
             for test in &tests {
@@ -225,7 +261,10 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
             })?;
             results.push(r);
         }
-        last_engine = Some(engine);
+        // --quality runs on the chosen backend, not on the reference twin.
+        if (backend, device) == runs[0] {
+            last_engine = Some(engine);
+        }
     }
     bar.finish_and_clear();
 
@@ -234,6 +273,15 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
         _ => None,
     };
     drop(last_engine);
+    for r in &mut results {
+        let probe = receipt_bandwidth(&read_bandwidth, r.threads);
+        r.of_bandwidth_ceiling = match (probe, r.weight_bytes_per_token) {
+            (Some(bw), Some(bytes)) => bw
+                .ceiling_tokens_per_s(bytes)
+                .map(|ceiling| r.tokens_per_s.median / ceiling),
+            _ => None,
+        };
+    }
     let receipt = Receipt {
         schema_version: SCHEMA_VERSION,
         kind: RECEIPT_KIND.into(),
@@ -259,6 +307,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
         results,
         process: ProcessFigures::now(wall.elapsed().as_secs_f64()),
         quality,
+        read_bandwidth,
     };
     if let Some(path) = &a.json {
         receipt.write(path)?;
@@ -279,6 +328,11 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The probe measured with `threads` threads, if any.
+fn receipt_bandwidth(probes: &[ReadBandwidth], threads: usize) -> Option<&ReadBandwidth> {
+    probes.iter().find(|p| p.threads == threads)
 }
 
 fn measure_quality(engine: &Engine, path: &Path, ctx: usize) -> anyhow::Result<Quality> {
