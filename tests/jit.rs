@@ -8,7 +8,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bitnetc_codegen::cpu::HostFeatures;
+use bitnetc_codegen::cpu::{HostFeatures, IsaLevel};
 
 fn bitnetc(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_bitnetc"))
@@ -139,6 +139,45 @@ fn jit_equals_reference_on_tiny_models_at_every_isa_level() {
         check_model(&model("bitnet-b1.58", "tiny", "i2_s", emb), "12", &levels);
     }
     check_model(&model("bitnet", "tiny", "tq2_0", "f16"), "12", &levels);
+}
+
+/// A prompt longer than the prompt kernels' super-blocks, of a length no token block divides:
+/// every ISA level's token-blocked kernel (2, 4 or 8 tokens per call) runs several super-blocks
+/// and the last tokens go through the one-token kernel; every logit of every position equals
+/// the reference's.
+#[test]
+fn long_prompts_through_the_blocked_kernels_equal_the_reference() {
+    use bitnetc::runtime::LogitsFor;
+    use bitnetc::{BackendKind, Engine, EngineOptions, TuningSource};
+    let path = model("bitnet-b1.58", "tiny", "i2_s", "f16");
+    let prompt: Vec<u32> = (0..149u32).map(|i| (i * 37 + 11) % 500).collect();
+    let logits = |backend: BackendKind, threads: usize, isa| {
+        let opts = EngineOptions {
+            threads,
+            backend,
+            isa,
+            tuning: TuningSource::Off,
+            ..EngineOptions::default()
+        };
+        let engine = Engine::load(&path, &opts).unwrap();
+        let mut session = engine.new_session(prompt.len());
+        engine
+            .forward(&mut session, &prompt, LogitsFor::All)
+            .unwrap()
+    };
+    let want = logits(BackendKind::Reference, 2, IsaLevel::Native);
+    assert!(want.iter().all(|x| x.is_finite()));
+    for level in HostFeatures::detect().unwrap().supported_levels() {
+        for threads in [1, 2] {
+            let got = logits(BackendKind::Jit, threads, level);
+            assert_eq!(got.len(), want.len());
+            let same = got
+                .iter()
+                .zip(&want)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{} t={threads}: logits differ", level.name());
+        }
+    }
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! variants alternating over 12 rounds; reports the fastest and the median time per token row
 //! and the multiply-accumulates per second (with the weights in cache, the compute bound).
 //!
-//! `LAYOUT` picks the weight layout (`rows16x16`, the default, or `rows4xR`).
+//! `LAYOUT` picks the weight layout (`rows16x16`, the default, `rows16xR` or `rows4xR`);
+//! `ASM=PREFIX` writes each variant's Cranelift listing to `PREFIX.TxSxU`.
 //!
 //! `VARIANTS=1x4x2,8x1x4 cargo run --release -p bitnetc-codegen --example gemm_sweep -- [K] [M] [threads]`
 
@@ -79,11 +80,11 @@ fn main() {
     let codes: Vec<u8> = (0..k * m)
         .map(|i| ((i * 2654435761) >> 7) as u8 % 3)
         .collect();
-    // LAYOUT=rows16x16 (default), rows4x8, rows4x16, ...
+    // LAYOUT=rows16x16 (default), rows16x32, rows4x8, rows4x16, ...
     let layout_name = std::env::var("LAYOUT").unwrap_or("rows16x16".into());
     let (pack, rows) = layout_name
         .split_once('x')
-        .expect("LAYOUT=rows16x16 or rows4xR");
+        .expect("LAYOUT=rows16xR or rows4xR");
     let rows: usize = rows.parse().unwrap();
     let layout = match pack {
         "rows4" => Layout::rows4(rows),
@@ -114,6 +115,10 @@ fn main() {
                 ..GemvParams::default()
             };
             let kern = GemvKernel::compile(&shape, &p, IsaLevel::Native).unwrap();
+            if let Ok(path) = std::env::var("ASM") {
+                let listing = kern.info().vcode.clone().unwrap_or_default();
+                std::fs::write(format!("{path}.{tokens}x{streams}x{unroll}"), listing).unwrap();
+            }
             let mut xb = ExpandedBatch::new(k, tokens);
             for t in 0..tokens {
                 let q: Vec<i8> = (0..k).map(|i| ((i * 37 + t * 11) % 251) as i8).collect();

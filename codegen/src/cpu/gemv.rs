@@ -131,19 +131,29 @@ impl GemvParams {
         GemvParams::decode_default_for_tag(&info.tag())
     }
 
-    /// The prompt kernel default for the target with this ISA tag: on x86-64 without VNNI, 8
-    /// tokens per weight read with 4 chunks unrolled (the `pmaddubsw` form sums 4 chunks in i16
-    /// before widening; measured on an AVX2 EPYC, 2 threads, pp128 of the 2B4T model: 1.13×
-    /// over 4 tokens × 2 chunks), elsewhere [`GemvParams::prompt_default`]`(4)`.
+    /// The prompt kernel default for the target with this ISA tag:
+    /// - x86-64 without VNNI: 8 tokens per weight read with 4 chunks unrolled (the `pmaddubsw`
+    ///   form sums 4 chunks in i16 before widening; measured on an AVX2 EPYC, 2 threads, pp128
+    ///   of the 2B4T model: 1.13× over 4 tokens × 2 chunks);
+    /// - x86-64 with VNNI: 2 tokens, one stream, one chunk per iteration: its 8 accumulators,
+    ///   4 masked code vectors and 2 activation rows fit the 16 xmm registers Cranelift
+    ///   allocates, where 4 tokens' 16 accumulators are reloaded and stored around every
+    ///   `vpdpbusd` (AVX-512 VNNI Zen 4, 2 threads: `gemm_sweep` 1.05–1.10× at the large 2B4T
+    ///   shapes, pp128 of the 2B4T model 1.2× over 4 tokens × 2 chunks);
+    /// - elsewhere (aarch64, 32 vector registers) [`GemvParams::prompt_default`]`(4)`.
     pub fn prompt_default_for_tag(isa_tag: &str) -> GemvParams {
-        let pmaddubsw = isa_tag.starts_with("sse") || isa_tag.starts_with("avx");
-        if pmaddubsw && !isa_tag.ends_with("vnni") {
-            GemvParams {
+        let x86 = isa_tag.starts_with("sse") || isa_tag.starts_with("avx");
+        match (x86, isa_tag.ends_with("vnni")) {
+            (true, false) => GemvParams {
                 unroll: 4,
                 ..GemvParams::prompt_default(8)
-            }
-        } else {
-            GemvParams::prompt_default(4)
+            },
+            (true, true) => GemvParams {
+                streams: 1,
+                unroll: 1,
+                ..GemvParams::prompt_default(2)
+            },
+            (false, _) => GemvParams::prompt_default(4),
         }
     }
 
@@ -1044,10 +1054,10 @@ mod default_tests {
     }
 
     #[test]
-    fn prompt_default_blocks_8_tokens_where_pmaddubsw_sums_in_i16() {
+    fn prompt_default_follows_the_registers_each_dot_form_needs() {
         for (tag, tokens, unroll) in [
-            ("avx512vnni", 4, 2),
-            ("avx2vnni", 4, 2),
+            ("avx512vnni", 2, 1),
+            ("avx2vnni", 2, 1),
             ("neon-dotprod", 4, 2),
             ("avx512", 8, 4),
             ("avx2", 8, 4),

@@ -715,6 +715,27 @@ impl ExpandedBatch {
         expand_into(data, q);
     }
 
+    /// Expands `q` into `row`, a `4·q.len()`-byte row of [`ExpandedBatch::as_mut_slice`] (for
+    /// filling rows from several threads; [`ExpandedBatch::fill`] does the same for one row).
+    ///
+    /// # Panics
+    /// If `row.len() != 4·q.len()`.
+    pub fn expand_row(row: &mut [i8], q: &[i8]) {
+        assert_eq!(row.len(), 4 * q.len(), "expanded row length");
+        expand_into(row, q);
+    }
+
+    /// The expanded bytes (`tokens·4·K`), writable: token `t`'s row is bytes `t·4·K..`.
+    pub fn as_mut_slice(&mut self) -> &mut [i8] {
+        // SAFETY: `lines` holds tokens·4·K initialized bytes; i8 and u8 have the same layout.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.lines.as_mut_ptr().cast::<i8>(),
+                self.tokens * 4 * self.k,
+            )
+        }
+    }
+
     /// The row length K.
     pub fn k(&self) -> usize {
         self.k

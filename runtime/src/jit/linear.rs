@@ -171,9 +171,15 @@ fn run_tokens(
     Ok(())
 }
 
-/// `y` (`[x.len() × M]`) through the token-blocked kernel, `x.len()` a multiple of its tokens:
-/// per block, each range of the row groups runs the kernel and applies the epilogue to its rows
-/// of every token.
+/// Tokens expanded and multiplied per dispatch of the token-blocked kernel (rounded down to a
+/// multiple of its tokens): enough that a prompt costs a few dispatches per matrix rather than
+/// one per block, small enough that the expanded rows (`4·K` bytes each) stay a few MB.
+const SUPER_BLOCK_TOKENS: usize = 64;
+
+/// `y` (`[x.len() × M]`) through the token-blocked kernel, `x.len()` a multiple of its tokens.
+/// Per super-block of up to [`SUPER_BLOCK_TOKENS`] tokens: the threads expand the activation
+/// rows together, then each range of row groups runs the kernel for every token block in
+/// turn (its weights stay in cache between blocks) and applies the epilogue to its rows.
 fn run_blocks(
     kernel: &GemvKernel,
     matrix: &RepackedMatrix,
@@ -184,45 +190,54 @@ fn run_blocks(
     y: &mut [f32],
 ) -> Result<(), RuntimeError> {
     let (m, k, nt) = (matrix.m, matrix.k, kernel.tokens());
+    if let Some(row) = x.iter().find(|row| row.q.len() != k) {
+        return Err(CodegenError::Shape(format!(
+            "activation row has {} values, K = {k}",
+            row.q.len()
+        ))
+        .into());
+    }
+    let per = (SUPER_BLOCK_TOKENS / nt).max(1) * nt;
     let min_groups = min_groups_per_range(kernel, k);
-    let b = match (scratch.batches.iter()).position(|b| b.k() == k && b.tokens() == nt) {
+    let b = match (scratch.batches.iter()).position(|b| b.k() == k && b.tokens() == per) {
         Some(i) => i,
         None => {
-            scratch.batches.push(ExpandedBatch::new(k, nt));
+            scratch.batches.push(ExpandedBatch::new(k, per));
             scratch.batches.len() - 1
         }
     };
     let LinearScratch { acc, batches, .. } = scratch;
     let xb = &mut batches[b];
-    acc.resize((nt * m).max(acc.len()), 0);
-    let acc = &mut acc[..nt * m];
-    for (rows_in, y_block) in x.chunks_exact(nt).zip(y.chunks_exact_mut(nt * m)) {
-        for (t, row) in rows_in.iter().enumerate() {
-            if row.q.len() != matrix.k {
-                return Err(CodegenError::Shape(format!(
-                    "activation row has {} values, K = {}",
-                    row.q.len(),
-                    matrix.k
-                ))
-                .into());
+    acc.resize((per * m).max(acc.len()), 0);
+    let row_bytes = 4 * k;
+    for (rows_in, y_block) in x.chunks(per).zip(y.chunks_mut(per * m)) {
+        let n = rows_in.len();
+        debug_assert!(n.is_multiple_of(nt));
+        let xb_bytes = DisjointParts::new(xb.as_mut_slice());
+        pool.run_ranges(n, 1, &|tokens| {
+            for t in tokens {
+                // SAFETY: token t's row; the token ranges are disjoint.
+                let row = unsafe { xb_bytes.slice(t * row_bytes..(t + 1) * row_bytes) };
+                ExpandedBatch::expand_row(row, &rows_in[t].q);
             }
-            xb.fill(t, &row.q);
-        }
-        let acc_parts = DisjointParts::new(acc);
+        });
+        let xq = xb.as_slice();
+        let acc_parts = DisjointParts::new(&mut acc[..n * m]);
         let y_parts = DisjointParts::new(y_block);
-        let xb = &*xb;
         pool.run_ranges(kernel.groups(), min_groups, &|groups| {
             let rows = kernel.rows_of(groups.clone());
-            // SAFETY: `acc` holds nt·M values and `xb` nt rows of K (checked above); part i
-            // writes rows `rows` of every token, disjoint from every other range's rows.
-            unsafe {
-                let base = acc_parts.ptr();
-                kernel.run_raw(
-                    matrix.bytes().as_ptr(),
-                    xb.as_slice().as_ptr(),
-                    base.add(rows.start),
-                    groups.clone(),
-                );
+            for blk in 0..n / nt {
+                // SAFETY: the batch holds n rows of K and `acc` n·M values (checked above);
+                // block `blk` reads rows nt·blk.. of the batch and writes rows `rows` of
+                // tokens nt·blk.., disjoint from every other range's rows.
+                unsafe {
+                    kernel.run_raw(
+                        matrix.bytes().as_ptr(),
+                        xq.as_ptr().add(blk * nt * row_bytes),
+                        acc_parts.ptr().add(blk * nt * m + rows.start),
+                        groups.clone(),
+                    );
+                }
             }
             for (t, row) in rows_in.iter().enumerate() {
                 let span = t * m + rows.start..t * m + rows.end;
