@@ -493,7 +493,12 @@ const X_LOAD: MemFlagsData = LOAD.with_can_move();
 /// Output stores: in bounds, 4-byte aligned.
 const STORE: MemFlagsData = MemFlagsData::new().with_notrap();
 
+#[derive(Clone, Copy)]
 struct Emitter {
+    /// Finite F16 rows: whether the even elements come from a second load two bytes before
+    /// the odd ones' (see [`Emitter::finite_pair_offset`]). Off for row 0, whose two bytes
+    /// before may lie outside the table's memory.
+    even_from_offset_load: bool,
     /// Whether `x86_pmaddubsw` is available (SSSE3 on x86-64).
     pmaddubsw: bool,
     /// Whether the u8×i8 dot tree folds into `vpdpbusd` (x86-64 with VNNI).
@@ -600,6 +605,26 @@ impl Emitter {
     fn finite_pair(&self, b: &mut FunctionBuilder, h: Value, mask: Value) -> (Value, Value) {
         let low_up = b.ins().ishl_imm_u(h, 16);
         let even = b.ins().sshr_imm_u(low_up, 3);
+        let even = b.ins().band(even, mask);
+        let odd = b.ins().sshr_imm_u(h, 3);
+        let odd = b.ins().band(odd, mask);
+        (self.as_f32(b, even), self.as_f32(b, odd))
+    }
+
+    /// [`Emitter::finite_pair`] with one shift fewer: `h` holds halves `2j` (low) and `2j + 1`
+    /// (high) of lane `j`, and `h_before`, read two bytes earlier, holds half `2j` in the high
+    /// part of lane `j`. Both then only need the arithmetic shift and the mask, which keeps
+    /// nothing of a lane's low half, so the two bytes `h_before` reads before the halves never
+    /// reach the result. Vector shifts are what limits this loop (one per cycle on Zen 4), so
+    /// two shifts per eight halves instead of three.
+    fn finite_pair_offset(
+        &self,
+        b: &mut FunctionBuilder,
+        h: Value,
+        h_before: Value,
+        mask: Value,
+    ) -> (Value, Value) {
+        let even = b.ins().sshr_imm_u(h_before, 3);
         let even = b.ins().band(even, mask);
         let odd = b.ins().sshr_imm_u(h, 3);
         let odd = b.ins().band(odd, mask);
@@ -1044,7 +1069,12 @@ impl Emitter {
                         // kernel each block of eight activations as [x0 x2 x4 x6 x1 x3 x5 x7].
                         let h = b.ins().load(types::I32X4, LOAD, tp, (16 * u) as i32);
                         let mask = mask.expect("made above for finite F16 rows");
-                        self.finite_pair(b, h, mask)
+                        if self.even_from_offset_load {
+                            let before = b.ins().load(types::I32X4, LOAD, tp, (16 * u) as i32 - 2);
+                            self.finite_pair_offset(b, h, before, mask)
+                        } else {
+                            self.finite_pair(b, h, mask)
+                        }
                     }
                     _ => {
                         let h = b.ins().load(types::I16X8, LOAD, tp, (16 * u) as i32);
@@ -1119,7 +1149,9 @@ pub fn build_function(
     b.seal_block(entry);
     let p = b.block_params(entry).to_vec();
     let (table, x, out, rb, re) = (p[0], p[1], p[2], p[3], p[4]);
+    let finite_f16 = shape.format == HeadFormat::F16 { finite: true };
     let em = Emitter {
+        even_from_offset_load: finite_f16,
         pmaddubsw: target.info.is_x86_64() && target.info.has("has_ssse3"),
         vnni: target.info.is_x86_64() && target.info.vnni().is_some(),
         k: shape.k,
@@ -1132,14 +1164,39 @@ pub fn build_function(
     };
     let n = params.rows;
 
-    // Blocks of n rows: r = rb, rb + n, ... while r + n <= re; then single rows.
     let zero = b.ins().iconst(ptr, 0);
-    let has = b.ins().icmp(IntCC::UnsignedGreaterThan, re, rb);
-    let diff = b.ins().isub(re, rb);
+    // Finite F16: row 0, when asked for, first and on its own with the plain conversion (the
+    // offset loads of the others read two bytes before their row).
+    let start = if finite_f16 {
+        let first = b.create_block();
+        let rest = b.create_block();
+        b.append_block_param(rest, ptr);
+        let at_zero = b.ins().icmp_imm_u(IntCC::Equal, rb, 0);
+        let nonempty = b.ins().icmp(IntCC::UnsignedGreaterThan, re, rb);
+        let row0 = b.ins().band(at_zero, nonempty);
+        b.ins().brif(row0, first, &[], rest, &[rb.into()]);
+        b.switch_to_block(first);
+        b.seal_block(first);
+        let plain = Emitter {
+            even_from_offset_load: false,
+            ..em
+        };
+        plain.rows_block(&mut b, zero, 1, out);
+        let one = b.ins().iconst(ptr, 1);
+        b.ins().jump(rest, &[one.into()]);
+        b.switch_to_block(rest);
+        b.seal_block(rest);
+        b.block_params(rest)[0]
+    } else {
+        rb
+    };
+    // Blocks of n rows: r = start, start + n, ... while r + n <= re; then single rows.
+    let has = b.ins().icmp(IntCC::UnsignedGreaterThan, re, start);
+    let diff = b.ins().isub(re, start);
     let count = b.ins().select(has, diff, zero);
     let blocks = b.ins().udiv_imm_u(count, n as i64);
     let full_len = b.ins().imul_imm_u(blocks, n as i64);
-    let full_end = b.ins().iadd(rb, full_len);
+    let full_end = b.ins().iadd(start, full_len);
 
     let emit_loop = |b: &mut FunctionBuilder, start: Value, end: Value, step: usize| {
         let head = b.create_block();
@@ -1169,9 +1226,9 @@ pub fn build_function(
         b.switch_to_block(after);
         b.seal_block(after);
     };
-    emit_loop(&mut b, rb, full_end, n);
+    emit_loop(&mut b, start, full_end, n);
     if n > 1 {
-        let end = b.ins().select(has, re, rb);
+        let end = b.ins().select(has, re, start);
         emit_loop(&mut b, full_end, end, 1);
     }
     b.ins().return_(&[]);
