@@ -92,7 +92,7 @@ fn main() {
     let variants: &[(usize, usize)] = if format == HeadFormat::Q6K {
         &[(1, 1)]
     } else {
-        &[(4, 2), (1, 1), (1, 2), (1, 4), (2, 2)]
+        &[(1, 2), (1, 4), (2, 1), (2, 2), (2, 4), (3, 2), (4, 2)]
     };
     let shape = HeadShape { k, rows, format };
     let kerns: Vec<_> = variants

@@ -115,6 +115,42 @@ fn head_matches_reference_dot_bit_for_bit() {
     }
 }
 
+/// Rows per block split a call's rows into parts read side by side, with the rows left over
+/// after them one at a time, and row 0 of a finite F16 table on its own: every range of every
+/// small table gives the reference logits of exactly its rows.
+#[test]
+fn every_row_range_gives_its_rows_for_every_rows_per_block() {
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
+    let levels = HostFeatures::detect().unwrap().supported_levels();
+    let k = 24;
+    for format in [HeadFormat::F16 { finite: true }, HeadFormat::BF16] {
+        for rows in [1usize, 2, 5, 11] {
+            let bytes = table(&mut rng, format, k * rows);
+            let x: Vec<f32> = (0..k).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
+            let values = decode(format, &bytes);
+            let want: Vec<u32> = values
+                .chunks(k)
+                .map(|r| dot_reference(r, &x).to_bits())
+                .collect();
+            let shape = HeadShape { k, rows, format };
+            for &level in &levels {
+                for n in 1..=4 {
+                    let params = HeadParams { rows: n, unroll: 1 };
+                    let kern = HeadKernel::compile(&shape, &params, level).unwrap();
+                    for a in 0..=rows {
+                        for b in a..=rows {
+                            let mut got = vec![f32::NAN; b - a];
+                            kern.run(&bytes, &x, &mut got, a..b).unwrap();
+                            let g: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+                            assert_eq!(g, want[a..b], "{format:?} {level} rows {n} {a}..{b}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn activations_too_large_to_prescale_give_the_same_results() {
     let mut rng = ChaCha8Rng::seed_from_u64(6);
