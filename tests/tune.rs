@@ -218,6 +218,83 @@ fn damaged_caches_are_reported_in_one_line_and_ignored() {
     }
 }
 
+/// The prompt kernel reads the weight layout its shape's GEMV chose. Tuned from a cache whose
+/// GEMVs chose a layout other than the default, each shape either keeps that layout (its prompt
+/// kernel is no slower on it) or moves its GEMV back to the default layout and says so on
+/// stderr: the cache and the report agree, and the kernels still give the reference's tokens.
+#[test]
+fn a_gemv_layout_that_slows_prompts_is_given_up() {
+    let model = tiny();
+    let cache = tempfile::tempdir().unwrap();
+    tune(&model, cache.path(), &["--ops", "gemv"]);
+    let path = cache_file(cache.path());
+    let mut doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let gemvs: Vec<String> = doc["entries"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|id| id.starts_with("gemv/"))
+        .cloned()
+        .collect();
+    assert_eq!(gemvs.len(), 4, "{doc}");
+    for id in &gemvs {
+        let params = &mut doc["entries"][id]["params"];
+        params["pack"] = "rows4cols16".into();
+        params["rows_per_group"] = 4.into();
+        params["streams"] = 1.into();
+        params["unroll"] = 1.into();
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+
+    let c = cache.path().to_str().unwrap();
+    let m = model.to_str().unwrap();
+    let (out, err) = ok(&[
+        "tune",
+        "-m",
+        m,
+        "-t",
+        "2",
+        "--budget",
+        "8",
+        "--no-e2e",
+        "--cache-dir",
+        c,
+        "--ops",
+        "gemm",
+    ]);
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for id in &gemvs {
+        let params = &doc["entries"][id]["params"];
+        let said = err.contains(&format!(
+            "{id}: the prompt kernel is faster on the default weight layout"
+        ));
+        match params["pack"].as_str().unwrap() {
+            "rows4cols16" => {
+                assert_eq!(params["rows_per_group"], 4, "{params}");
+                assert!(
+                    !said,
+                    "{id} kept its layout but the tuner says otherwise:\n{err}"
+                );
+            }
+            "rows16cols4" => {
+                assert_eq!(params["rows_per_group"], 16, "{params}");
+                assert!(
+                    said,
+                    "{id} went back to the default layout silently:\n{err}"
+                );
+                assert!(out.contains(id.as_str()), "{out}");
+            }
+            other => panic!("{id}: layout {other} is neither the one it had nor the default"),
+        }
+    }
+    let (reference, _) = greedy(&model, "reference", cache.path());
+    let (tuned, err) = greedy(&model, "jit", cache.path());
+    assert_eq!(tuned, reference);
+    assert!(!err.contains("warning"), "{err}");
+}
+
 #[test]
 fn two_tuners_at_once_leave_a_valid_cache() {
     let model = tiny();

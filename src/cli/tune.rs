@@ -13,7 +13,10 @@ use bitnetc_ir::{DType, Graph, Op};
 use bitnetc_models::{LoadOptions, Model};
 use bitnetc_runtime::{JitBackend, JitOptions, LogitsFor};
 use bitnetc_tune::measure::{AttentionHarness, HeadHarness, TernaryHarness};
-use bitnetc_tune::{tune_kernel, KernelKey, KernelKind, TuneCache, TuneOutcome, TunedParams};
+use bitnetc_tune::search::NOISE_MARGIN;
+use bitnetc_tune::{
+    tune_kernel, KernelKey, KernelKind, TuneCache, TuneError, TuneOutcome, TunedParams,
+};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
@@ -155,7 +158,7 @@ pub fn tune(a: TuneArgs) -> anyhow::Result<()> {
         let left = search_end.saturating_duration_since(now);
         let slice = left / (jobs.len() - i) as u32;
         let deadline = now + slice.mul_f64(0.75);
-        let mut warn = |w: String| bar.println(w);
+        let mut warn = |w: String| say(&bar, w);
         let outcome = match job.key.kind {
             KernelKind::Gemv | KernelKind::Gemm => {
                 let (k, m) = (job.key.k, job.key.m);
@@ -168,21 +171,29 @@ pub fn tune(a: TuneArgs) -> anyhow::Result<()> {
                 if job.key.kind == KernelKind::Gemv {
                     tune_kernel(&job.key, deadline, &mut |p| h.measure_gemv(p), &mut warn)?
                 } else {
-                    // The prompt kernel reads the layout its shape's GEMV uses.
                     let gemv_key = KernelKey {
                         kind: KernelKind::Gemv,
                         ..job.key.clone()
                     };
-                    let layout = cache
-                        .get(&gemv_key)
-                        .and_then(|e| e.params.layout())
-                        .unwrap_or_default();
-                    tune_kernel(
-                        &job.key,
-                        deadline,
-                        &mut |p| h.measure_gemm(p, layout),
-                        &mut warn,
-                    )?
+                    let (outcome, gemv_redone) =
+                        tune_gemm(&job.key, &gemv_key, &cache, h, deadline, &mut warn)?;
+                    if let Some(gemv) = gemv_redone {
+                        say(
+                            &bar,
+                            format!(
+                                "{}: the prompt kernel is faster on the default weight layout, so \
+                             the GEMV keeps it: {}",
+                                gemv_key.id(),
+                                gemv.entry.params
+                            ),
+                        );
+                        cache.insert(&gemv_key, gemv.entry.clone());
+                        match outcomes.iter_mut().find(|(o, _)| o.key == gemv_key) {
+                            Some(slot) => *slot = (gemv, false),
+                            None => outcomes.push((gemv, false)),
+                        }
+                    }
+                    outcome
                 }
             }
             KernelKind::Attention => {
@@ -214,7 +225,7 @@ pub fn tune(a: TuneArgs) -> anyhow::Result<()> {
         };
         cache.insert(&job.key, outcome.entry.clone());
         for w in cache.save()? {
-            bar.println(w);
+            say(&bar, w);
         }
         outcomes.push((outcome, false));
         bar.inc(1);
@@ -264,6 +275,72 @@ pub fn tune(a: TuneArgs) -> anyhow::Result<()> {
 }
 
 /// The kernels of `graph` in tuning order: GEMVs (they choose the layout), GEMMs, heads.
+/// Prints a line above the progress bar, or on stderr when the bar is hidden (stderr not a
+/// terminal), where the bar's own `println` would drop it.
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
+/// Tunes the prompt kernel of a shape. It reads the weight layout its shape's GEMV chose; when
+/// that is not the default layout, the prompt kernel is tuned on both, and if it is faster on
+/// the default one (beyond the noise margin) the GEMV is tuned again within the default layout,
+/// so a layout that speeds decoding never slows prompts. Returns the prompt kernel's outcome
+/// and, in that case, the GEMV's new one.
+fn tune_gemm(
+    key: &KernelKey,
+    gemv_key: &KernelKey,
+    cache: &TuneCache,
+    h: &mut TernaryHarness,
+    deadline: Instant,
+    warn: &mut dyn FnMut(String),
+) -> anyhow::Result<(TuneOutcome, Option<TuneOutcome>)> {
+    let default_layout = TunedParams::default_for_key(gemv_key)
+        .layout()
+        .unwrap_or_default();
+    let layout = cache
+        .get(gemv_key)
+        .and_then(|e| e.params.layout())
+        .unwrap_or(default_layout);
+    if layout == default_layout {
+        let o = tune_kernel(key, deadline, &mut |p| h.measure_gemm(p, layout), warn)?;
+        return Ok((o, None));
+    }
+    let now = Instant::now();
+    let left = deadline.saturating_duration_since(now);
+    let on_chosen = tune_kernel(
+        key,
+        now + left / 3,
+        &mut |p| h.measure_gemm(p, layout),
+        warn,
+    )?;
+    let on_default = tune_kernel(
+        key,
+        now + left.mul_f64(2.0 / 3.0),
+        &mut |p| h.measure_gemm(p, default_layout),
+        warn,
+    )?;
+    if on_default.entry.tuned_ns >= on_chosen.entry.tuned_ns * (1.0 - NOISE_MARGIN) {
+        return Ok((on_chosen, None));
+    }
+    let gemv = tune_kernel(
+        gemv_key,
+        deadline,
+        &mut |p| {
+            if p.layout() == Some(default_layout) {
+                h.measure_gemv(p)
+            } else {
+                Err(TuneError::Invalid(format!("{p}: the layout is fixed")))
+            }
+        },
+        warn,
+    )?;
+    Ok((on_default, Some(gemv)))
+}
+
 fn jobs(graph: &Graph, kinds: &BTreeSet<KernelKind>, isa: &str, threads: usize) -> Vec<Job> {
     let mut shapes = BTreeSet::new();
     let mut heads = Vec::new();
