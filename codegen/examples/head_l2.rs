@@ -90,9 +90,18 @@ fn main() {
     println!("{} table, {} MB", format.name(), bytes.len() / 1_000_000);
     let pbuf: Vec<u64> = (0..bytes.len() / 8).map(|i| i as u64).collect();
     let variants: &[(usize, usize)] = if format == HeadFormat::Q6K {
-        &[(1, 1)]
+        &[(1, 1), (2, 1), (3, 1), (4, 1)]
     } else {
-        &[(1, 2), (1, 4), (2, 1), (2, 2), (2, 4), (3, 2), (4, 2)]
+        &[
+            (1, 2),
+            (1, 4),
+            (2, 2),
+            (2, 4),
+            (3, 2),
+            (4, 1),
+            (4, 2),
+            (4, 4),
+        ]
     };
     let shape = HeadShape { k, rows, format };
     let kerns: Vec<_> = variants

@@ -34,10 +34,33 @@ pub fn median_of(reps: usize, mut sample: impl FnMut() -> f64) -> f64 {
     v[v.len() / 2]
 }
 
-/// Bytes the GEMV copies should span: four times the last-level cache, 64 MiB to 512 MiB.
+/// Bytes the GEMV copies should span: four times the last-level cache, 64 MiB to 1 GiB, and
+/// at most a quarter of the memory available. (Some hosts report a last-level cache of
+/// hundreds of MiB: on a Xeon reporting 480 MiB, copies capped at 512 MiB and at 256 per
+/// matrix, 105 MiB for the 2560 × 640 one, were timed from cache, and the variants picked
+/// decoded 7 % slower than the defaults.)
 pub fn rotation_bytes() -> usize {
     let llc = last_level_cache_bytes().unwrap_or(32 << 20);
-    (4 * llc).clamp(64 << 20, 512 << 20)
+    let span = (4 * llc).clamp(64 << 20, 1 << 30);
+    match available_memory_bytes() {
+        Some(avail) => span.min(avail / 4).max(64 << 20),
+        None => span,
+    }
+}
+
+/// Bytes of calls one timed GEMV sample makes: each sample goes on through the copies where
+/// the last one stopped, so every call still finds its weights out of cache.
+const SAMPLE_BYTES: usize = 128 << 20;
+
+/// At most this many calls per sample (small matrices: the call itself dominates).
+const MAX_SAMPLE_CALLS: usize = 1024;
+
+/// `MemAvailable` of `/proc/meminfo`.
+fn available_memory_bytes() -> Option<usize> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib << 10)
 }
 
 /// The largest cache size sysfs reports for CPU 0.
@@ -148,12 +171,22 @@ impl TernaryHarness {
         })
     }
 
-    /// Makes the rotated copies hold the weights in `layout`.
-    fn ensure_copies(&mut self, layout: Layout) -> Result<(), TuneError> {
-        if self.copies.as_ref().is_none_or(|(l, _)| *l != layout) {
+    /// Makes the copies hold the weights in `layout`: all the rotated copies with `rotated`,
+    /// else at least one.
+    fn ensure_copies(&mut self, layout: Layout, rotated: bool) -> Result<(), TuneError> {
+        let have = match &self.copies {
+            Some((l, v)) if *l == layout => v.len(),
+            _ => 0,
+        };
+        let bytes = layout.groups(self.m) * layout.group_bytes(self.k);
+        let n = if rotated {
+            (self.rotate / bytes.max(1)).clamp(1, 1 << 14)
+        } else {
+            1
+        };
+        if have < n {
             self.copies = None;
             let w = RepackedMatrix::from_codes(&self.codes, self.k, self.m, 1.0, layout)?;
-            let n = (self.rotate / w.bytes().len().max(1)).clamp(1, 256);
             let mut v = Vec::with_capacity(n);
             for _ in 1..n {
                 v.push(w.clone());
@@ -162,6 +195,14 @@ impl TernaryHarness {
             self.copies = Some((layout, v));
         }
         Ok(())
+    }
+
+    /// Frees the rotated copies but one (the prompt GEMM times a single copy, in cache).
+    pub fn release_rotation(&mut self) {
+        if let Some((_, v)) = &mut self.copies {
+            v.truncate(1);
+            v.shrink_to_fit();
+        }
     }
 
     /// Nanoseconds per call of the one-token GEMV with values `p` (a [`TunedParams::Gemv`]).
@@ -179,7 +220,7 @@ impl TernaryHarness {
         let want = self.want[0].clone();
         let reps = self.reps;
         let m = self.m;
-        self.ensure_copies(layout)?;
+        self.ensure_copies(layout, true)?;
         let mats = &self.copies.as_ref().expect("ensured").1;
         let mut out = vec![i32::MIN; m];
         let pool = &self.pool;
@@ -191,12 +232,16 @@ impl TernaryHarness {
             out.as_mut_ptr(),
         );
         check_exact(&out, &want, p)?;
+        let calls = (SAMPLE_BYTES / mats[0].bytes().len().max(1)).clamp(1, MAX_SAMPLE_CALLS);
+        let mut next = 0;
         Ok(median_of(reps, || {
             let t = Instant::now();
-            for w in mats {
+            for _ in 0..calls {
+                let w = &mats[next];
+                next = (next + 1) % mats.len();
                 run_split(pool, &kernel, w, xq.as_slice().as_ptr(), out.as_mut_ptr());
             }
-            t.elapsed().as_nanos() as f64 / mats.len() as f64
+            t.elapsed().as_nanos() as f64 / calls as f64
         }))
     }
 
@@ -219,7 +264,7 @@ impl TernaryHarness {
         }
         let want: Vec<i32> = self.want[..t].concat();
         let (reps, m) = (self.reps, self.m);
-        self.ensure_copies(layout)?;
+        self.ensure_copies(layout, false)?;
         let w = &self.copies.as_ref().expect("ensured").1[0];
         let mut out = vec![i32::MIN; t * m];
         let pool = &self.pool;

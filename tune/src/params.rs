@@ -5,7 +5,10 @@
 //! [`HeadParams::default_for`]): a `rows16(16)` layout for the GEMVs, with 8 streams and unroll 2
 //! for the one-token GEMV where the dot product is one instruction (4 streams and unroll 4 with
 //! x86-64's `pmaddubsw` pair), token-blocked prompt kernels (8 tokens, 1 stream, unroll 4 with
-//! `pmaddubsw`; 4 tokens, 1 stream, unroll 2 elsewhere), and the head's per-format choice.
+//! `pmaddubsw`; with VNNI 8 tokens × unroll 2 on Intel cores and 2 tokens × unroll 1 on others;
+//! 4 tokens, 1 stream, unroll 2 elsewhere), and the head's per-format choice (float tables 4 rows
+//! per block, 1 on AMD cores). Those that depend on the CPU's maker take the host's
+//! ([`bitnetc_codegen::cpu::CpuVendor::host`]).
 
 use bitnetc_codegen::cpu::attention::AttentionParams;
 use bitnetc_codegen::cpu::head::{HeadFormat, HeadParams};

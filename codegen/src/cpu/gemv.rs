@@ -37,7 +37,7 @@ use cranelift_codegen::ir::{
 };
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 
-use super::isa::{IsaLevel, Target, TargetInfo};
+use super::isa::{CpuVendor, IsaLevel, Target, TargetInfo};
 use super::jit::{compile_to_code, listing_uses, JitFunction};
 use super::repack::{ExpandedActivations, ExpandedBatch, Layout, Pack, RepackedMatrix};
 use crate::CodegenError;
@@ -131,21 +131,37 @@ impl GemvParams {
         GemvParams::decode_default_for_tag(&info.tag())
     }
 
-    /// The prompt kernel default for the target with this ISA tag:
+    /// The prompt kernel default for the target with this ISA tag, on this host's cores
+    /// ([`GemvParams::prompt_default_on`] with [`CpuVendor::host`]).
+    pub fn prompt_default_for_tag(isa_tag: &str) -> GemvParams {
+        GemvParams::prompt_default_on(isa_tag, CpuVendor::host())
+    }
+
+    /// The prompt kernel default for the target with this ISA tag on `vendor`'s cores:
     /// - x86-64 without VNNI: 8 tokens per weight read with 4 chunks unrolled (the `pmaddubsw`
     ///   form sums 4 chunks in i16 before widening; measured on an AVX2 EPYC, 2 threads, pp128
     ///   of the 2B4T model: 1.13× over 4 tokens × 2 chunks);
-    /// - x86-64 with VNNI: 2 tokens, one stream, one chunk per iteration: its 8 accumulators,
-    ///   4 masked code vectors and 2 activation rows fit the 16 xmm registers Cranelift
-    ///   allocates, where 4 tokens' 16 accumulators are reloaded and stored around every
-    ///   `vpdpbusd` (AVX-512 VNNI Zen 4, 2 threads: `gemm_sweep` 1.05–1.10× at the large 2B4T
-    ///   shapes, pp128 of the 2B4T model 1.2× over 4 tokens × 2 chunks);
+    /// - x86-64 with VNNI on Intel: 8 tokens, one stream, two chunks per iteration. Its 32
+    ///   accumulators spill the 16 xmm registers Cranelift allocates, but each weight load and
+    ///   mask then serves 8 tokens, and these cores absorb the spill traffic (Xeon with AVX-512
+    ///   VNNI, 2 threads, `gemm_sweep` at the four 2B4T shapes: 1.45–1.75× over 2 tokens × 1
+    ///   chunk, ahead of 4 × 2, 6 × 2, 8 × 1, 8 × 4 and 8 tokens in 2 streams);
+    /// - x86-64 with VNNI elsewhere: 2 tokens, one stream, one chunk per iteration: its 8
+    ///   accumulators, 4 masked code vectors and 2 activation rows fit the 16 xmm registers,
+    ///   where 4 tokens' 16 accumulators are reloaded and stored around every `vpdpbusd`
+    ///   (AVX-512 VNNI Zen 4, 2 threads: `gemm_sweep` 1.05–1.10× at the large 2B4T shapes,
+    ///   pp128 of the 2B4T model 1.2× over 4 tokens × 2 chunks);
     /// - elsewhere (aarch64, 32 vector registers) [`GemvParams::prompt_default`]`(4)`.
-    pub fn prompt_default_for_tag(isa_tag: &str) -> GemvParams {
+    pub fn prompt_default_on(isa_tag: &str, vendor: CpuVendor) -> GemvParams {
         let x86 = isa_tag.starts_with("sse") || isa_tag.starts_with("avx");
         match (x86, isa_tag.ends_with("vnni")) {
             (true, false) => GemvParams {
                 unroll: 4,
+                ..GemvParams::prompt_default(8)
+            },
+            (true, true) if vendor == CpuVendor::Intel => GemvParams {
+                streams: 1,
+                unroll: 2,
                 ..GemvParams::prompt_default(8)
             },
             (true, true) => GemvParams {
@@ -1033,6 +1049,7 @@ pub fn epilogue(w: &RepackedMatrix, acc: &[i32], qsum: i32, s: f32, y: &mut [f32
 #[cfg(test)]
 mod default_tests {
     use super::GemvParams;
+    use crate::cpu::CpuVendor;
 
     #[test]
     fn decode_streams_follow_the_register_pressure_of_the_isa() {
@@ -1055,20 +1072,27 @@ mod default_tests {
 
     #[test]
     fn prompt_default_follows_the_registers_each_dot_form_needs() {
-        for (tag, tokens, unroll) in [
-            ("avx512vnni", 2, 1),
-            ("avx2vnni", 2, 1),
-            ("neon-dotprod", 4, 2),
-            ("avx512", 8, 4),
-            ("avx2", 8, 4),
-            ("sse4", 8, 4),
+        for (tag, vendor, tokens, unroll) in [
+            ("avx512vnni", CpuVendor::Amd, 2, 1),
+            ("avx2vnni", CpuVendor::Other, 2, 1),
+            ("avx512vnni", CpuVendor::Intel, 8, 2),
+            ("avx2vnni", CpuVendor::Intel, 8, 2),
+            ("neon-dotprod", CpuVendor::Other, 4, 2),
+            ("avx512", CpuVendor::Amd, 8, 4),
+            ("avx2", CpuVendor::Intel, 8, 4),
+            ("sse4", CpuVendor::Other, 8, 4),
         ] {
-            let p = GemvParams::prompt_default_for_tag(tag);
+            let p = GemvParams::prompt_default_on(tag, vendor);
             assert_eq!(
                 (p.tokens, p.streams, p.unroll),
                 (tokens, 1, unroll),
-                "{tag}"
+                "{tag} on {vendor:?}"
             );
         }
+        let here = GemvParams::prompt_default_for_tag("avx512vnni");
+        assert_eq!(
+            here,
+            GemvParams::prompt_default_on("avx512vnni", CpuVendor::host())
+        );
     }
 }

@@ -42,7 +42,7 @@ use cranelift_codegen::ir::{
 };
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 
-use super::isa::{IsaLevel, Target, TargetInfo};
+use super::isa::{CpuVendor, IsaLevel, Target, TargetInfo};
 use super::jit::{compile_to_code, JitFunction};
 use crate::CodegenError;
 
@@ -395,29 +395,43 @@ impl Default for HeadParams {
 }
 
 impl HeadParams {
-    /// The default for a table format. Float tables (F16, BF16, F32) take one row at a time:
-    /// the kernel is then one sequential read per thread, and Cranelift keeps its two
-    /// accumulators in registers (with 4 rows it loads every row's vectors at the top of the
-    /// loop body and spills six of the eight accumulators). Measured at the 2B4T head shape,
-    /// 2 threads, on an AVX2 EPYC (`codegen/examples/head_l2.rs`, alternating with a read
-    /// probe): rows 1 × unroll 2 reads at 72–85 % of the probe for F16 against 63–77 % for
-    /// rows 4 × unroll 2 (eight runs), BF16 79 % against 70 %. The scaled-int8 form (Q8_0 and
-    /// Q6_K tables in f32, which the CUDA head reads; the CPU backends take those tables as
-    /// [`HeadFormat::Q8_0`] and [`HeadFormat::Q6K`]) is compute-bound and keeps 4 rows sharing
-    /// each load of `x` (40 % against 34 %); the integer Q8_0 and Q6_K kernels take one row.
-    /// Finite F16 tables, with their even halves read by offset loads, unroll 4: against unroll 2
-    /// on a Zen 4 EPYC the head read took 22.9–27.8 ms against 24.3–29.3 ms (five alternating
-    /// runs, each faster), and 2B4T decoding 18.4 against 18.1 tokens/s (medians of 4
-    /// alternating pairs). More rows per block no longer lose from memory since a block's rows
-    /// come from separate parts of the range (rows 2 and 4 read at about the speed of rows 1;
-    /// with adjacent rows, at half of it), but they do not win either.
+    /// The default for a table format on this host's cores ([`HeadParams::default_on`] with
+    /// [`CpuVendor::host`]).
     pub fn default_for(format: HeadFormat) -> HeadParams {
+        HeadParams::default_on(format, CpuVendor::host())
+    }
+
+    /// The default for a table format on `vendor`'s cores.
+    ///
+    /// Float tables (F16, BF16, F32): a block's rows come from separate parts of the call's
+    /// range, so `rows` is also the number of sequential streams each thread reads.
+    /// - On an Intel Xeon (AVX-512 VNNI, 2 threads, 2B4T head, `codegen/examples/head_l2.rs`
+    ///   alternating with a read probe) one stream per thread reads far below the probe: finite
+    ///   F16 rows 1 took 60–77 ms against 32–33 ms for rows 4 × unroll 1 or 2 (rows 4 × unroll 4
+    ///   37 ms), BF16 51 against 28 ms, any-F16 173 against 63 ms; `bitnetc tune` picks rows 4
+    ///   there too (1.67× over rows 1). Rows 4 × unroll 2 is the default on every core except
+    ///   AMD's.
+    /// - On a Zen 4 EPYC, rows 1 reads as fast as rows 4 or a little faster (finite F16 rows 1 ×
+    ///   unroll 4: 22.9–27.8 ms, rows 4 × unroll 2: 26–28 ms; unroll 4 over 2 at rows 1 in five
+    ///   alternating runs, each faster, and 2B4T decoding 18.4 against 18.1 tokens/s), and one
+    ///   row keeps Cranelift's two accumulators in registers: AMD cores take rows 1, with
+    ///   unroll 4 for finite F16 tables and 2 for the others.
+    ///
+    /// The scaled-int8 form (Q8_0 and Q6_K tables in f32, which the CUDA head reads; the CPU
+    /// backends take those tables as [`HeadFormat::Q8_0`] and [`HeadFormat::Q6K`]) is
+    /// compute-bound and keeps 4 rows sharing each load of `x` (40 % of the probe against 34 %);
+    /// the integer Q8_0 and Q6_K kernels take one row.
+    pub fn default_on(format: HeadFormat, vendor: CpuVendor) -> HeadParams {
+        let amd = vendor == CpuVendor::Amd;
         match format {
             HeadFormat::ScaledI8 { .. } => HeadParams::default(),
             HeadFormat::Q6K | HeadFormat::Q8_0 => HeadParams { rows: 1, unroll: 1 },
-            HeadFormat::F16 { finite: true } => HeadParams { rows: 1, unroll: 4 },
-            HeadFormat::F16 { .. } | HeadFormat::BF16 | HeadFormat::F32 => {
+            HeadFormat::F16 { finite: true } if amd => HeadParams { rows: 1, unroll: 4 },
+            HeadFormat::F16 { .. } | HeadFormat::BF16 | HeadFormat::F32 if amd => {
                 HeadParams { rows: 1, unroll: 2 }
+            }
+            HeadFormat::F16 { .. } | HeadFormat::BF16 | HeadFormat::F32 => {
+                HeadParams { rows: 4, unroll: 2 }
             }
         }
     }
@@ -1525,7 +1539,41 @@ enum InputData {
 
 #[cfg(test)]
 mod tests {
-    use super::f16_table_is_finite;
+    use super::{f16_table_is_finite, HeadFormat, HeadParams};
+    use crate::cpu::CpuVendor;
+
+    #[test]
+    fn float_heads_read_one_stream_per_thread_only_on_amd_cores() {
+        let floats = [
+            HeadFormat::F16 { finite: true },
+            HeadFormat::F16 { finite: false },
+            HeadFormat::BF16,
+            HeadFormat::F32,
+        ];
+        for format in floats {
+            for vendor in [CpuVendor::Intel, CpuVendor::Other] {
+                let p = HeadParams::default_on(format, vendor);
+                assert_eq!((p.rows, p.unroll), (4, 2), "{format:?} on {vendor:?}");
+            }
+            let amd = HeadParams::default_on(format, CpuVendor::Amd);
+            let unroll = if format == (HeadFormat::F16 { finite: true }) {
+                4
+            } else {
+                2
+            };
+            assert_eq!((amd.rows, amd.unroll), (1, unroll), "{format:?} on AMD");
+            assert_eq!(
+                HeadParams::default_for(format),
+                HeadParams::default_on(format, CpuVendor::host())
+            );
+        }
+        for vendor in [CpuVendor::Amd, CpuVendor::Intel, CpuVendor::Other] {
+            for format in [HeadFormat::Q6K, HeadFormat::Q8_0] {
+                let p = HeadParams::default_on(format, vendor);
+                assert_eq!((p.rows, p.unroll), (1, 1), "{format:?} on {vendor:?}");
+            }
+        }
+    }
 
     #[test]
     fn finite_scan_sees_every_special_half_in_every_lane() {

@@ -159,6 +159,63 @@ impl HostFeatures {
     }
 }
 
+/// Who designed the host's cores. The kernels' default parameters (those used where the tune
+/// cache has no entry) depend on it where the measured best differs between makers' cores: a
+/// Zen 4 EPYC and an Intel Xeon (Sapphire Rapids class) disagree on how many streams a thread
+/// should read at once and on how far Cranelift's register spills cost.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CpuVendor {
+    /// AMD (and Hygon's Zen-derived cores).
+    Amd,
+    /// Intel.
+    Intel,
+    /// Any other maker, or not an x86-64 host.
+    Other,
+}
+
+impl CpuVendor {
+    /// The vendor of a 12-byte CPUID vendor string (`AuthenticAMD`, `GenuineIntel`, ...).
+    pub fn from_cpuid_id(id: &[u8]) -> CpuVendor {
+        match id {
+            b"AuthenticAMD" | b"HygonGenuine" => CpuVendor::Amd,
+            b"GenuineIntel" => CpuVendor::Intel,
+            _ => CpuVendor::Other,
+        }
+    }
+
+    /// The host's vendor (read once).
+    pub fn host() -> CpuVendor {
+        static HOST: std::sync::OnceLock<CpuVendor> = std::sync::OnceLock::new();
+        *HOST.get_or_init(host_vendor)
+    }
+
+    /// Lower-case name: `amd`, `intel`, `other`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CpuVendor::Amd => "amd",
+            CpuVendor::Intel => "intel",
+            CpuVendor::Other => "other",
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unused_unsafe)]
+fn host_vendor() -> CpuVendor {
+    // SAFETY: CPUID leaf 0 exists on every x86-64 processor.
+    let r = unsafe { std::arch::x86_64::__cpuid(0) };
+    let mut id = [0u8; 12];
+    id[..4].copy_from_slice(&r.ebx.to_le_bytes());
+    id[4..8].copy_from_slice(&r.edx.to_le_bytes());
+    id[8..].copy_from_slice(&r.ecx.to_le_bytes());
+    CpuVendor::from_cpuid_id(&id)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn host_vendor() -> CpuVendor {
+    CpuVendor::Other
+}
+
 fn host_err(msg: &'static str) -> CodegenError {
     CodegenError::Isa(format!("host not supported by Cranelift: {msg}"))
 }
@@ -350,5 +407,24 @@ impl Target {
             isa: Arc::clone(&isa),
             info,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CpuVendor;
+
+    #[test]
+    fn vendor_strings_name_their_maker() {
+        assert_eq!(CpuVendor::from_cpuid_id(b"AuthenticAMD"), CpuVendor::Amd);
+        assert_eq!(CpuVendor::from_cpuid_id(b"HygonGenuine"), CpuVendor::Amd);
+        assert_eq!(CpuVendor::from_cpuid_id(b"GenuineIntel"), CpuVendor::Intel);
+        assert_eq!(CpuVendor::from_cpuid_id(b"CentaurHauls"), CpuVendor::Other);
+        assert_eq!(CpuVendor::from_cpuid_id(b""), CpuVendor::Other);
+        // The host's is read once and is one of the three.
+        assert_eq!(CpuVendor::host(), CpuVendor::host());
+        if !cfg!(target_arch = "x86_64") {
+            assert_eq!(CpuVendor::host(), CpuVendor::Other);
+        }
     }
 }
