@@ -1,6 +1,6 @@
 //! Head kernel variants at 2 threads on the 2B4T head shape, beside a read probe, alternating.
 //!
-//! `cargo run --release -p bitnetc-codegen --example head_l2 -- [f16|f16-any|bf16|q6k|q6k-q8k] [l2]`
+//! `[VARIANTS=4x1,4x2] cargo run --release -p bitnetc-codegen --example head_l2 -- [f16|f16-any|bf16|q6k|q6k-q8k] [l2]`
 //!
 //! (`q6k`: the scaled-int8 rows the CUDA head reads a Q6_K table as; `q6k-q8k`: the CPU
 //! backends' Q6_K form, multiplied by Q8_K activations.)
@@ -89,19 +89,19 @@ fn main() {
     };
     println!("{} table, {} MB", format.name(), bytes.len() / 1_000_000);
     let pbuf: Vec<u64> = (0..bytes.len() / 8).map(|i| i as u64).collect();
-    let variants: &[(usize, usize)] = if format == HeadFormat::Q6K {
-        &[(1, 1), (2, 1), (3, 1), (4, 1)]
-    } else {
-        &[
-            (1, 2),
-            (1, 4),
-            (2, 2),
-            (2, 4),
-            (3, 2),
-            (4, 1),
-            (4, 2),
-            (4, 4),
-        ]
+    // `VARIANTS=4x1,4x2` (rows x unroll) replaces the default list.
+    let listed: Option<Vec<(usize, usize)>> = std::env::var("VARIANTS").ok().map(|v| {
+        v.split(',')
+            .map(|p| {
+                let (r, u) = p.split_once('x').expect("ROWSxUNROLL");
+                (r.parse().unwrap(), u.parse().unwrap())
+            })
+            .collect()
+    });
+    let variants: &[(usize, usize)] = match &listed {
+        Some(v) => v,
+        None if format == HeadFormat::Q6K => &[(1, 1)],
+        None => &[(1, 2), (1, 4), (2, 2), (3, 2), (4, 1), (4, 2), (4, 4)],
     };
     let shape = HeadShape { k, rows, format };
     let kerns: Vec<_> = variants

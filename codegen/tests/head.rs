@@ -68,6 +68,7 @@ fn check(format: HeadFormat, bytes: &[u8], k: usize, rows: usize, x: &[f32], see
             HeadParams::default_for(format),
             HeadParams { rows: 1, unroll: 1 },
             HeadParams { rows: 3, unroll: 3 },
+            HeadParams { rows: 8, unroll: 2 },
         ] {
             let shape = HeadShape { k, rows, format };
             let kernel = HeadKernel::compile(&shape, &params, level).unwrap();
@@ -124,7 +125,7 @@ fn every_row_range_gives_its_rows_for_every_rows_per_block() {
     let levels = HostFeatures::detect().unwrap().supported_levels();
     let k = 24;
     for format in [HeadFormat::F16 { finite: true }, HeadFormat::BF16] {
-        for rows in [1usize, 2, 5, 11] {
+        for rows in [1usize, 2, 5, 11, 19] {
             let bytes = table(&mut rng, format, k * rows);
             let x: Vec<f32> = (0..k).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
             let values = decode(format, &bytes);
@@ -134,7 +135,7 @@ fn every_row_range_gives_its_rows_for_every_rows_per_block() {
                 .collect();
             let shape = HeadShape { k, rows, format };
             for &level in &levels {
-                for n in 1..=4 {
+                for n in 1..=8 {
                     let params = HeadParams { rows: n, unroll: 1 };
                     let kern = HeadKernel::compile(&shape, &params, level).unwrap();
                     for a in 0..=rows {
@@ -213,13 +214,22 @@ fn bad_shapes_and_buffers_are_errors() {
         let shape = HeadShape { k, rows, format: f };
         assert!(HeadKernel::compile(&shape, &HeadParams::default(), level).is_err());
     }
-    let bad = HeadParams { rows: 5, unroll: 1 };
     let shape = HeadShape {
         k: 16,
         rows: 4,
         format: f,
     };
-    assert!(HeadKernel::compile(&shape, &bad, level).is_err());
+    for bad in [
+        HeadParams { rows: 0, unroll: 1 },
+        HeadParams { rows: 9, unroll: 1 },
+        HeadParams { rows: 4, unroll: 0 },
+        HeadParams {
+            rows: 4,
+            unroll: 17,
+        },
+    ] {
+        assert!(HeadKernel::compile(&shape, &bad, level).is_err(), "{bad:?}");
+    }
     let kernel = HeadKernel::compile(&shape, &HeadParams::default(), level).unwrap();
     let table = vec![0u8; 2 * 16 * 4];
     let x = vec![0.0f32; 16];
@@ -342,6 +352,9 @@ fn compiles_for_aarch64() {
                 HeadParams::default_for(format),
                 HeadParams { rows: 1, unroll: 1 },
             ];
+            if format != HeadFormat::Q8_0 {
+                params_list.push(HeadParams { rows: 8, unroll: 2 });
+            }
             if !matches!(format, HeadFormat::Q6K | HeadFormat::Q8_0) {
                 params_list.push(HeadParams::default());
             }
@@ -431,7 +444,7 @@ fn head_kernels_stay_inside_guarded_buffers() {
     let mut rng = ChaCha8Rng::seed_from_u64(31);
     let levels = HostFeatures::detect().unwrap().supported_levels();
     for (format, k, rows) in [
-        (HeadFormat::F16 { finite: true }, 64usize, 13usize),
+        (HeadFormat::F16 { finite: true }, 64usize, 19usize),
         (HeadFormat::F16 { finite: false }, 40, 7),
         (HeadFormat::BF16, 256, 5),
         (HeadFormat::ScaledI8 { group: 32 }, 96, 11),
@@ -493,10 +506,18 @@ fn head_kernels_stay_inside_guarded_buffers() {
             let gx = Guarded::new(&x_bytes, at_end);
             let mut go = Guarded::new(&vec![0u8; 4 * rows], at_end);
             for &level in &levels {
-                let params_list = if matches!(format, HeadFormat::Q6K | HeadFormat::Q8_0) {
-                    vec![HeadParams::default_for(format)]
-                } else {
-                    vec![HeadParams::default(), HeadParams { rows: 3, unroll: 1 }]
+                let params_list = match format {
+                    HeadFormat::Q8_0 => vec![HeadParams::default_for(format)],
+                    HeadFormat::Q6K => vec![
+                        HeadParams::default_for(format),
+                        HeadParams { rows: 2, unroll: 1 },
+                        HeadParams { rows: 4, unroll: 1 },
+                    ],
+                    _ => vec![
+                        HeadParams::default(),
+                        HeadParams { rows: 3, unroll: 1 },
+                        HeadParams { rows: 8, unroll: 2 },
+                    ],
                 };
                 for params in params_list {
                     let kern = HeadKernel::compile(&shape, &params, level).unwrap();
@@ -665,15 +686,23 @@ fn q6k_heads_match_the_q8k_reference() {
                 .map(|r| q6k_reference(&bytes[r * rb..(r + 1) * rb], x).to_bits())
                 .collect();
             for &level in &levels {
-                let params = HeadParams::default_for(HeadFormat::Q6K);
-                let kern = HeadKernel::compile(&shape, &params, level).unwrap();
-                let mut got = vec![f32::NAN; rows];
-                kern.run(&packed, x, &mut got, 0..rows).unwrap();
-                let g: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
-                assert_eq!(g, want, "q6k {k}x{rows} {level}");
-                let mut part = vec![f32::NAN; rows - 2];
-                kern.run(&packed, x, &mut part, 1..rows - 1).unwrap();
-                assert_eq!(&part[..], &got[1..rows - 1]);
+                for n in [1, 2, 3, 4, 8] {
+                    let params = HeadParams { rows: n, unroll: 1 };
+                    let kern = HeadKernel::compile(&shape, &params, level).unwrap();
+                    let mut got = vec![f32::NAN; rows];
+                    kern.run(&packed, x, &mut got, 0..rows).unwrap();
+                    let g: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+                    assert_eq!(g, want, "q6k {k}x{rows} {level} rows {n}");
+                    // Every sub-range writes exactly its rows.
+                    for a in 0..rows {
+                        for b in a + 1..=rows {
+                            let mut part = vec![f32::NAN; b - a];
+                            kern.run(&packed, x, &mut part, a..b).unwrap();
+                            let p: Vec<u32> = part.iter().map(|v| v.to_bits()).collect();
+                            assert_eq!(p, want[a..b], "q6k {k}x{rows} {level} rows {n} {a}..{b}");
+                        }
+                    }
+                }
             }
         }
         let mut bad = bytes.clone();
@@ -681,14 +710,14 @@ fn q6k_heads_match_the_q8k_reference() {
         assert!(repack_q6k(&bad, k, rows).is_err());
         assert!(repack_q6k(&bytes[1..], k, rows).is_err());
     }
-    // Several rows per block and K not a multiple of 256 are refused, not miscompiled.
+    // More than 8 rows per block and K not a multiple of 256 are refused, not miscompiled.
     let shape = HeadShape {
         k: 256,
         rows: 8,
         format: HeadFormat::Q6K,
     };
     let level = levels[0];
-    assert!(HeadKernel::compile(&shape, &HeadParams { rows: 4, unroll: 1 }, level).is_err());
+    assert!(HeadKernel::compile(&shape, &HeadParams { rows: 9, unroll: 1 }, level).is_err());
     let shape = HeadShape { k: 264, ..shape };
     assert!(HeadKernel::compile(&shape, &HeadParams { rows: 1, unroll: 1 }, level).is_err());
 }

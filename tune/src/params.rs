@@ -6,7 +6,7 @@
 //! for the one-token GEMV where the dot product is one instruction (4 streams and unroll 4 with
 //! x86-64's `pmaddubsw` pair), token-blocked prompt kernels (8 tokens, 1 stream, unroll 4 with
 //! `pmaddubsw`; with VNNI 8 tokens × unroll 2 on Intel cores and 2 tokens × unroll 1 on others;
-//! 4 tokens, 1 stream, unroll 2 elsewhere), and the head's per-format choice (float tables 4 rows
+//! 4 tokens, 1 stream, unroll 2 elsewhere), and the head's per-format choice (float tables 8 rows
 //! per block, 1 on AMD cores). Those that depend on the CPU's maker take the host's
 //! ([`bitnetc_codegen::cpu::CpuVendor::host`]).
 
@@ -334,7 +334,7 @@ impl TunedParams {
                     && (1..=32).contains(&unroll)
             }
             TunedParams::Head { rows, unroll } => {
-                (1..=4).contains(&rows) && (1..=16).contains(&unroll)
+                (1..=8).contains(&rows) && (1..=16).contains(&unroll)
             }
             TunedParams::Attention { rows, cols } => {
                 (1..=4).contains(&rows) && (1..=16).contains(&cols)

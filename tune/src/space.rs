@@ -37,8 +37,10 @@ pub const UNROLLS: [usize; 4] = [1, 2, 4, 8];
 pub const GEMM_TOKENS: [usize; 5] = [2, 3, 4, 6, 8];
 /// Memory streams tried for the GEMM.
 pub const GEMM_STREAMS: [usize; 3] = [1, 2, 4];
-/// Rows per block tried for the head, and key rows per step for attention.
-pub const HEAD_ROWS: [usize; 4] = [1, 2, 3, 4];
+/// Rows per block tried for the head (each a stream of its own).
+pub const HEAD_ROWS: [usize; 6] = [1, 2, 3, 4, 6, 8];
+/// Key rows per step tried for attention.
+pub const ATTENTION_ROWS: [usize; 4] = [1, 2, 3, 4];
 /// Output columns (f32x4) per weighted-sum block tried for attention.
 pub const ATTENTION_COLS: [usize; 5] = [1, 2, 4, 8, 16];
 
@@ -187,7 +189,7 @@ impl Space for AttentionSpace {
         vec![
             Dim {
                 name: "rows",
-                len: HEAD_ROWS.len(),
+                len: ATTENTION_ROWS.len(),
             },
             Dim {
                 name: "cols",
@@ -198,16 +200,17 @@ impl Space for AttentionSpace {
 
     fn params(&self, idx: &[usize]) -> TunedParams {
         TunedParams::Attention {
-            rows: HEAD_ROWS[idx[0]],
+            rows: ATTENTION_ROWS[idx[0]],
             cols: ATTENTION_COLS[idx[1]],
         }
     }
 
     fn index_of(&self, p: &TunedParams) -> Option<Vec<usize>> {
         match *p {
-            TunedParams::Attention { rows, cols } => {
-                Some(vec![pos(&HEAD_ROWS, &rows)?, pos(&ATTENTION_COLS, &cols)?])
-            }
+            TunedParams::Attention { rows, cols } => Some(vec![
+                pos(&ATTENTION_ROWS, &rows)?,
+                pos(&ATTENTION_COLS, &cols)?,
+            ]),
             _ => None,
         }
     }

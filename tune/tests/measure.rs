@@ -108,7 +108,7 @@ fn head_candidates_are_checked_against_the_table() {
         .collect();
     let target = Target::host(IsaLevel::Native).unwrap();
     let h = HeadHarness::new(&table, k, rows, HeadFormat::F16 { finite: true }, 2, target).unwrap();
-    for (r, u) in [(1, 1), (3, 2), (4, 8)] {
+    for (r, u) in [(1, 1), (3, 2), (4, 8), (8, 2)] {
         let ns = h
             .measure(&TunedParams::Head { rows: r, unroll: u })
             .unwrap();

@@ -380,7 +380,7 @@ pub struct HeadShape {
 /// Code-shape parameters of the head kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct HeadParams {
-    /// Table rows sharing each load of `x`, 1..=4: the rows a call is given are cut into
+    /// Table rows sharing each load of `x`, 1..=8: the rows a call is given are cut into
     /// this many equal parts, read side by side.
     pub rows: usize,
     /// 8-element steps per loop iteration (reduced to the largest divisor of K/8 not above
@@ -406,11 +406,13 @@ impl HeadParams {
     /// Float tables (F16, BF16, F32): a block's rows come from separate parts of the call's
     /// range, so `rows` is also the number of sequential streams each thread reads.
     /// - On an Intel Xeon (AVX-512 VNNI, 2 threads, 2B4T head, `codegen/examples/head_l2.rs`
-    ///   alternating with a read probe) one stream per thread reads far below the probe: finite
-    ///   F16 rows 1 took 60–77 ms against 32–33 ms for rows 4 × unroll 1 or 2 (rows 4 × unroll 4
-    ///   37 ms), BF16 51 against 28 ms, any-F16 173 against 63 ms; `bitnetc tune` picks rows 4
-    ///   there too (1.67× over rows 1). Rows 4 × unroll 2 is the default on every core except
-    ///   AMD's.
+    ///   alternating with a read probe) one stream per thread reads far below the probe, and
+    ///   each stream more helps up to 8: finite F16 rows 1 took 57–77 ms, rows 4 × unroll 2
+    ///   33–37 ms, rows 8 × unroll 2 27–29 ms (85–88 % of the probe; rows 8 × unroll 1 28–31,
+    ///   rows 12 29–30, rows 16 31–33), BF16 rows 4 29 ms and rows 8 26 ms (96 %). Rows 8's 16
+    ///   accumulators spill the 16 xmm registers Cranelift allocates, at no cost with the table
+    ///   in L2 (14 GB/s per thread for rows 4 and 8 alike). Rows 8 × unroll 2 is the default on
+    ///   every core except AMD's.
     /// - On a Zen 4 EPYC, rows 1 reads as fast as rows 4 or a little faster (finite F16 rows 1 ×
     ///   unroll 4: 22.9–27.8 ms, rows 4 × unroll 2: 26–28 ms; unroll 4 over 2 at rows 1 in five
     ///   alternating runs, each faster, and 2B4T decoding 18.4 against 18.1 tokens/s), and one
@@ -419,19 +421,24 @@ impl HeadParams {
     ///
     /// The scaled-int8 form (Q8_0 and Q6_K tables in f32, which the CUDA head reads; the CPU
     /// backends take those tables as [`HeadFormat::Q8_0`] and [`HeadFormat::Q6K`]) is
-    /// compute-bound and keeps 4 rows sharing each load of `x` (40 % of the probe against 34 %);
-    /// the integer Q8_0 and Q6_K kernels take one row.
+    /// compute-bound and keeps 4 rows sharing each load of `x` (40 % of the probe against 34 %).
+    /// The integer Q6_K kernel reads a block's rows side by side too, each its own stream: on
+    /// the Xeon the 2B4T Q6_K head took 20.1–20.6 ms with one row, 12.0–12.4 ms with 4 and
+    /// 11.3 ms with 6 or 8 (92–94 % of the probe; in L2, 24–25 GB/s per thread for all), so
+    /// rows 8 except on AMD cores, which keep the one row they were measured with (several
+    /// were not measured there). The Q8_0 kernel takes one row.
     pub fn default_on(format: HeadFormat, vendor: CpuVendor) -> HeadParams {
         let amd = vendor == CpuVendor::Amd;
         match format {
             HeadFormat::ScaledI8 { .. } => HeadParams::default(),
+            HeadFormat::Q6K if !amd => HeadParams { rows: 8, unroll: 1 },
             HeadFormat::Q6K | HeadFormat::Q8_0 => HeadParams { rows: 1, unroll: 1 },
             HeadFormat::F16 { finite: true } if amd => HeadParams { rows: 1, unroll: 4 },
             HeadFormat::F16 { .. } | HeadFormat::BF16 | HeadFormat::F32 if amd => {
                 HeadParams { rows: 1, unroll: 2 }
             }
             HeadFormat::F16 { .. } | HeadFormat::BF16 | HeadFormat::F32 => {
-                HeadParams { rows: 4, unroll: 2 }
+                HeadParams { rows: 8, unroll: 2 }
             }
         }
     }
@@ -463,9 +470,9 @@ fn check(shape: &HeadShape, p: &HeadParams) -> Result<usize, CodegenError> {
             shape.k, shape.rows
         )));
     }
-    if !(1..=4).contains(&p.rows) || !(1..=16).contains(&p.unroll) {
+    if !(1..=8).contains(&p.rows) || !(1..=16).contains(&p.unroll) {
         return Err(CodegenError::Unsupported(format!(
-            "head params {p:?}: rows must be 1..=4, unroll 1..=16"
+            "head params {p:?}: rows must be 1..=8, unroll 1..=16"
         )));
     }
     if let HeadFormat::ScaledI8 { group } = shape.format {
@@ -476,9 +483,9 @@ fn check(shape: &HeadShape, p: &HeadParams) -> Result<usize, CodegenError> {
             )));
         }
     }
-    if shape.format == HeadFormat::Q6K && (!shape.k.is_multiple_of(256) || p.rows != 1) {
+    if shape.format == HeadFormat::Q6K && (!shape.k.is_multiple_of(256) || p.rows > 8) {
         return Err(CodegenError::Unsupported(format!(
-            "q6_k head: K = {} must be a multiple of 256, and rows {} must be 1",
+            "q6_k head: K = {} must be a multiple of 256, and rows {} at most 8",
             shape.k, p.rows
         )));
     }
@@ -664,36 +671,72 @@ impl Emitter {
         b.ins().splat(types::F32X4, c)
     }
 
-    /// Emits one [`HeadFormat::Q6K`] row `row` and stores its logit at `out_ptr`. `x` points at
-    /// the Q8_K activations as `HeadKernel::run` lays them out: `K` i8 values, `K/16` i16 block
-    /// sums, `K/256` f32 scales. Per super-block the integer sum is
+    /// Emits the [`HeadFormat::Q6K`] rows `rows` side by side (one loop over super-blocks,
+    /// each row its own stream and its own f32 total) and stores row `i`'s logit at
+    /// `outs[i]`. `x` points at the Q8_K activations as `HeadKernel::run` lays them out: `K` i8
+    /// values, `K/16` i16 block sums, `K/256` f32 scales. Per super-block the integer sum is
     /// `Σ_j scale_j·Σ_e q_e·x_e − 32·Σ_j scale_j·bsum_j` (products of the unsigned codes, then
-    /// the `q − 32` offset through the block sums), exact in i32; the logit accumulates
+    /// the `q − 32` offset through the block sums), exact in i32; each logit accumulates
     /// `(d·dx)·f32(isum)` block by block, as the reference does.
-    fn q6k_row(&self, b: &mut FunctionBuilder, row: Value, out_ptr: Value) {
+    fn q6k_rows(&self, b: &mut FunctionBuilder, rows: &[Value], outs: &[Value]) {
         let nb = self.k / 256;
+        let n = rows.len();
         let row_bytes = HeadFormat::Q6K.row_bytes(self.k) as i64;
-        let off = b.ins().imul_imm_u(row, row_bytes);
-        let base = b.ins().iadd(self.table, off);
+        let bases: Vec<Value> = rows
+            .iter()
+            .map(|&row| {
+                let off = b.ins().imul_imm_u(row, row_bytes);
+                b.ins().iadd(self.table, off)
+            })
+            .collect();
         let zero = b.ins().f32const(0.0);
         // Top-tested loop over super-blocks (see `rows_block` for why the test is at the top).
         let header = b.create_block();
         let body = b.create_block();
         let exit = b.create_block();
         b.append_block_param(header, self.ptr); // super-block index
-        b.append_block_param(header, types::F32);
-        b.append_block_param(exit, types::F32);
+        for _ in 0..n {
+            b.append_block_param(header, types::F32);
+            b.append_block_param(exit, types::F32);
+        }
         let b0 = b.ins().iconst(self.ptr, 0);
-        b.ins().jump(header, &[b0.into(), zero.into()]);
+        let mut args: Vec<BlockArg> = vec![b0.into()];
+        args.extend(std::iter::repeat_n(BlockArg::from(zero), n));
+        b.ins().jump(header, &args);
         b.switch_to_block(header);
-        let (bi, total) = (b.block_params(header)[0], b.block_params(header)[1]);
+        let bi = b.block_params(header)[0];
+        let totals: Vec<BlockArg> = b.block_params(header)[1..]
+            .iter()
+            .map(|&v| v.into())
+            .collect();
         let done = b
             .ins()
             .icmp_imm_u(IntCC::UnsignedGreaterThanOrEqual, bi, nb as i64);
-        b.ins().brif(done, exit, &[total.into()], body, &[]);
+        b.ins().brif(done, exit, &totals, body, &[]);
 
         b.switch_to_block(body);
         b.seal_block(body);
+        let mut next: Vec<BlockArg> = Vec::with_capacity(n + 1);
+        let bi2 = b.ins().iadd_imm_u(bi, 1);
+        next.push(bi2.into());
+        for (i, &base) in bases.iter().enumerate() {
+            let total = b.block_params(header)[1 + i];
+            let term = self.q6k_super_block(b, base, bi);
+            next.push(b.ins().fadd(total, term).into());
+        }
+        b.ins().jump(header, &next);
+        b.seal_block(header);
+        b.switch_to_block(exit);
+        b.seal_block(exit);
+        let res = b.block_params(exit).to_vec();
+        for (&r, &o) in res.iter().zip(outs) {
+            b.ins().store(STORE, r, o, 0);
+        }
+    }
+
+    /// `(d·dx)·f32(isum)` of super-block `bi` of the [`HeadFormat::Q6K`] row at `base` (see
+    /// [`Emitter::q6k_rows`]).
+    fn q6k_super_block(&self, b: &mut FunctionBuilder, base: Value, bi: Value) -> Value {
         let e0 = b.ins().imul_imm_u(bi, 256);
         let xp = b.ins().iadd(self.x, e0);
         let bo = b.ins().imul_imm_u(bi, Q6K_BLOCK as i64);
@@ -815,15 +858,7 @@ impl Emitter {
             .ins()
             .load(types::F32, X_LOAD, dxp, (self.k + 2 * (self.k / 16)) as i32);
         let ddx = b.ins().fmul(d, dx);
-        let term = b.ins().fmul(ddx, isum);
-        let total2 = b.ins().fadd(total, term);
-        let bi2 = b.ins().iadd_imm_u(bi, 1);
-        b.ins().jump(header, &[bi2.into(), total2.into()]);
-        b.seal_block(header);
-        b.switch_to_block(exit);
-        b.seal_block(exit);
-        let res = b.block_params(exit)[0];
-        b.ins().store(STORE, res, out_ptr, 0);
+        b.ins().fmul(ddx, isum)
     }
 
     /// The exact integer `Σ_e w_e·x_e` of one Q8_0 block as an i32 scalar (the lanes of
@@ -1255,7 +1290,14 @@ pub fn build_function(
         let off = b.ins().imul_imm_u(rel, 4);
         let dst = b.ins().iadd(out, off);
         if em.format == HeadFormat::Q6K {
-            em.q6k_row(b, r, dst);
+            // Row i of the block: r + i·stride, its logit 4·i·stride bytes further on.
+            let stride_bytes = b.ins().imul_imm_u(stride, 4);
+            let (mut rows, mut outs) = (vec![r], vec![dst]);
+            for i in 1..n {
+                rows.push(b.ins().iadd(rows[i - 1], stride));
+                outs.push(b.ins().iadd(outs[i - 1], stride_bytes));
+            }
+            em.q6k_rows(b, &rows, &outs);
         } else if em.format == HeadFormat::Q8_0 {
             em.q8_0_row(b, r, dst);
         } else {
@@ -1543,7 +1585,7 @@ mod tests {
     use crate::cpu::CpuVendor;
 
     #[test]
-    fn float_heads_read_one_stream_per_thread_only_on_amd_cores() {
+    fn heads_read_one_stream_per_thread_only_on_amd_cores() {
         let floats = [
             HeadFormat::F16 { finite: true },
             HeadFormat::F16 { finite: false },
@@ -1553,7 +1595,7 @@ mod tests {
         for format in floats {
             for vendor in [CpuVendor::Intel, CpuVendor::Other] {
                 let p = HeadParams::default_on(format, vendor);
-                assert_eq!((p.rows, p.unroll), (4, 2), "{format:?} on {vendor:?}");
+                assert_eq!((p.rows, p.unroll), (8, 2), "{format:?} on {vendor:?}");
             }
             let amd = HeadParams::default_on(format, CpuVendor::Amd);
             let unroll = if format == (HeadFormat::F16 { finite: true }) {
@@ -1568,10 +1610,11 @@ mod tests {
             );
         }
         for vendor in [CpuVendor::Amd, CpuVendor::Intel, CpuVendor::Other] {
-            for format in [HeadFormat::Q6K, HeadFormat::Q8_0] {
-                let p = HeadParams::default_on(format, vendor);
-                assert_eq!((p.rows, p.unroll), (1, 1), "{format:?} on {vendor:?}");
-            }
+            let q6k = HeadParams::default_on(HeadFormat::Q6K, vendor);
+            let rows = if vendor == CpuVendor::Amd { 1 } else { 8 };
+            assert_eq!((q6k.rows, q6k.unroll), (rows, 1), "Q6K on {vendor:?}");
+            let q8 = HeadParams::default_on(HeadFormat::Q8_0, vendor);
+            assert_eq!((q8.rows, q8.unroll), (1, 1), "Q8_0 on {vendor:?}");
         }
     }
 
