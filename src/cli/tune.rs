@@ -450,8 +450,12 @@ fn head_format(w: &bitnetc_ir::Weight) -> Option<HeadFormat> {
         DType::F16 => w.data.bytes().par_chunks(1 << 20).all(f16_table_is_finite),
         _ => true,
     };
-    HeadFormat::of(w.dtype, finite)
-        .filter(|f| matches!(f, HeadFormat::F16 { .. } | HeadFormat::BF16))
+    HeadFormat::of(w.dtype, finite).filter(|f| {
+        matches!(
+            f,
+            HeadFormat::F16 { .. } | HeadFormat::BF16 | HeadFormat::Q6K
+        )
+    })
 }
 
 fn fmt_ns(ns: f64) -> String {

@@ -5,7 +5,8 @@
 //!   every call streams its weights from memory, as a decode step does.
 //! * Prompt GEMM: one copy, which stays in cache, as one layer's weights do while a prompt's
 //!   token blocks go through it; time per token.
-//! * Head: the model's own table (large enough to come from memory), all rows.
+//! * Head: the model's own table (large enough to come from memory; Q6_K repacked as the
+//!   runtime does), all rows.
 //!
 //! Each candidate's output is first compared with a scalar reference written here (integer
 //! accumulators exactly; head logits within 1e-5 of the absolute dot product); a mismatch is an
@@ -15,11 +16,12 @@
 use std::time::Instant;
 
 use bitnetc_codegen::cpu::attention::{AttentionKernels, AttentionShape as AttnShape};
-use bitnetc_codegen::cpu::head::{HeadFormat, HeadKernel, HeadShape};
+use bitnetc_codegen::cpu::head::{repack_q6k, HeadFormat, HeadKernel, HeadShape};
 use bitnetc_codegen::cpu::{
     split_groups, ExpandedActivations, ExpandedBatch, GemvKernel, GemvShape, Layout,
     RepackedMatrix, Target, WorkerPool, MAX_TOKENS,
 };
+use bitnetc_models::quant;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -307,7 +309,8 @@ fn check_exact(got: &[i32], want: &[i32], p: &TunedParams) -> Result<(), TuneErr
 
 /// Measures head candidates on a model's table.
 pub struct HeadHarness<'a> {
-    table: &'a [u8],
+    /// The table as the kernel reads it (Q6_K repacked by the harness).
+    table: std::borrow::Cow<'a, [u8]>,
     shape: HeadShape,
     target: Target,
     pool: WorkerPool,
@@ -318,8 +321,8 @@ pub struct HeadHarness<'a> {
 }
 
 impl<'a> HeadHarness<'a> {
-    /// A harness for `table` (`rows × K` elements of `format`, little-endian) on `threads`
-    /// threads.
+    /// A harness for `table` (`rows × K` elements of `format`, little-endian; for
+    /// [`HeadFormat::Q6K`] the file's Q6_K rows, repacked here) on `threads` threads.
     pub fn new(
         table: &'a [u8],
         k: usize,
@@ -328,45 +331,56 @@ impl<'a> HeadHarness<'a> {
         threads: usize,
         target: Target,
     ) -> Result<HeadHarness<'a>, TuneError> {
-        if matches!(
-            format,
-            HeadFormat::ScaledI8 { .. } | HeadFormat::F32 | HeadFormat::Q6K | HeadFormat::Q8_0
-        ) || table.len() != 2 * k * rows
-            || k == 0
-            || !k.is_multiple_of(8)
-        {
+        let expected = match format {
+            HeadFormat::F16 { .. } | HeadFormat::BF16 => Some(2 * k * rows),
+            HeadFormat::Q6K if k.is_multiple_of(256) => Some(rows * (k / 256) * Q6K_BLOCK_BYTES),
+            _ => None,
+        };
+        if expected != Some(table.len()) || k == 0 || !k.is_multiple_of(8) || rows == 0 {
             return Err(TuneError::Invalid(format!(
-                "head table of {} bytes for {rows} rows × {k}",
+                "{} head table of {} bytes for {rows} rows × {k}",
+                format.name(),
                 table.len()
             )));
         }
         let mut rng = ChaCha8Rng::seed_from_u64(7);
         let x: Vec<f32> = (0..k).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
-        let elem = |i: usize| -> f64 {
-            let h = u16::from_le_bytes([table[2 * i], table[2 * i + 1]]);
-            match format {
-                HeadFormat::F16 { .. } => f64::from(half::f16::from_bits(h).to_f32()),
-                HeadFormat::BF16 => f64::from(half::bf16::from_bits(h).to_f32()),
-                HeadFormat::ScaledI8 { .. }
-                | HeadFormat::F32
-                | HeadFormat::Q6K
-                | HeadFormat::Q8_0 => f64::NAN,
-            }
-        };
         let step = (rows / 61).max(1);
-        let checks = (0..rows)
-            .step_by(step)
-            .chain(std::iter::once(rows - 1))
-            .map(|r| {
-                let (mut dot, mut abs) = (0.0f64, 0.0f64);
-                for (j, &xj) in x.iter().enumerate() {
-                    let p = elem(r * k + j) * f64::from(xj);
-                    dot += p;
-                    abs += p.abs();
+        let checked = (0..rows).step_by(step).chain(std::iter::once(rows - 1));
+        let (table, checks) = if format == HeadFormat::Q6K {
+            let q8k = quant::q8_k::quantize_row(&x)
+                .map_err(|e| TuneError::Invalid(format!("activations: {e}")))?;
+            let row_bytes = (k / 256) * Q6K_BLOCK_BYTES;
+            let checks = checked
+                .map(|r| {
+                    let want = q6k_q8k_logit(&table[r * row_bytes..(r + 1) * row_bytes], &q8k);
+                    (r, f64::from(want), 0.0)
+                })
+                .collect();
+            let packed = repack_q6k(table, k, rows)?;
+            (std::borrow::Cow::Owned(packed), checks)
+        } else {
+            let elem = |i: usize| -> f64 {
+                let h = u16::from_le_bytes([table[2 * i], table[2 * i + 1]]);
+                if format == HeadFormat::BF16 {
+                    f64::from(half::bf16::from_bits(h).to_f32())
+                } else {
+                    f64::from(half::f16::from_bits(h).to_f32())
                 }
-                (r, dot, 1e-5 * abs + 1e-30)
-            })
-            .collect();
+            };
+            let checks = checked
+                .map(|r| {
+                    let (mut dot, mut abs) = (0.0f64, 0.0f64);
+                    for (j, &xj) in x.iter().enumerate() {
+                        let p = elem(r * k + j) * f64::from(xj);
+                        dot += p;
+                        abs += p.abs();
+                    }
+                    (r, dot, 1e-5 * abs + 1e-30)
+                })
+                .collect();
+            (std::borrow::Cow::Borrowed(table), checks)
+        };
         Ok(HeadHarness {
             table,
             shape: HeadShape { k, rows, format },
@@ -388,7 +402,7 @@ impl<'a> HeadHarness<'a> {
             let o = unsafe {
                 std::slice::from_raw_parts_mut((out_ptr as *mut f32).add(r.start), r.len())
             };
-            if let Err(e) = kernel.run(self.table, &self.x, o, r.clone()) {
+            if let Err(e) = kernel.run(&self.table, &self.x, o, r.clone()) {
                 *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
             }
         });
@@ -429,6 +443,31 @@ impl<'a> HeadHarness<'a> {
             None => Ok(ns),
         }
     }
+}
+
+/// Bytes of one Q6_K super-block in a file.
+const Q6K_BLOCK_BYTES: usize = 210;
+
+/// The logit of one Q6_K row (file layout) times Q8_K activations, in the order llama.cpp and
+/// the reference backend use: per super-block the exact integer
+/// `Σ_j scale_j·Σ_{e∈j} (q_e − 32)·x_e`, and `Σ_b (d_b·dx_b)·f32(isum_b)` in f32.
+fn q6k_q8k_logit(row: &[u8], x: &quant::q8_k::Q8kRow) -> f32 {
+    let mut total = 0.0f32;
+    for (b, blk) in row.chunks_exact(Q6K_BLOCK_BYTES).enumerate() {
+        let blk: &[u8; Q6K_BLOCK_BYTES] = blk.try_into().expect("exact chunks");
+        let (q, scales, d) = quant::q6_k::block_parts(blk);
+        let xs = &x.qs[256 * b..256 * (b + 1)];
+        let isum: i32 = (0..16)
+            .map(|j| {
+                let sub: i32 = (16 * j..16 * (j + 1))
+                    .map(|e| (i32::from(q[e]) - 32) * i32::from(xs[e]))
+                    .sum();
+                i32::from(scales[j]) * sub
+            })
+            .sum();
+        total += (d * x.d[b]) * isum as f32;
+    }
+    total
 }
 
 /// Measures attention candidates: one decoding token's query heads over `positions` cached

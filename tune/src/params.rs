@@ -24,7 +24,7 @@ pub enum KernelKind {
     Gemv,
     /// Token-blocked ternary × int8 GEMM (prompt processing).
     Gemm,
-    /// Output head (F16/BF16 table × f32).
+    /// Output head (F16/BF16 table × f32, or Q6_K × Q8_K).
     Head,
     /// Attention over the f32 KV cache (scores and weighted sum of one head).
     Attention,

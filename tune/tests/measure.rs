@@ -119,6 +119,34 @@ fn head_candidates_are_checked_against_the_table() {
     assert!(HeadHarness::new(&table[2..], k, rows, HeadFormat::BF16, 1, target).is_err());
 }
 
+/// Q6_K heads: the harness repacks the file's rows, checks each candidate's logits bit for bit
+/// against Q6_K × Q8_K computed from the file's blocks, and times them; tables of the wrong
+/// size or K are refused.
+#[test]
+fn q6k_head_candidates_are_checked_against_the_file_blocks() {
+    use rand::{Rng, SeedableRng};
+    let (k, rows) = (512usize, 45usize);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(41);
+    let row_bytes = k / 256 * 210;
+    let mut table = vec![0u8; rows * row_bytes];
+    for r in 0..rows {
+        let w: Vec<f32> = (0..k).map(|_| rng.gen_range(-0.1f32..0.1)).collect();
+        bitnetc_models::quant::q6_k::quantize_row(&w, &mut table[r * row_bytes..][..row_bytes])
+            .unwrap();
+    }
+    let target = Target::host(IsaLevel::Native).unwrap();
+    let h = HeadHarness::new(&table, k, rows, HeadFormat::Q6K, 2, target.clone()).unwrap();
+    for r in [1, 3, 8] {
+        let ns = h
+            .measure(&TunedParams::Head { rows: r, unroll: 1 })
+            .unwrap();
+        assert!(ns > 0.0);
+    }
+    assert!(HeadHarness::new(&table[1..], k, rows, HeadFormat::Q6K, 2, target.clone()).is_err());
+    assert!(HeadHarness::new(&table, 256, 2 * rows, HeadFormat::Q6K, 2, target.clone()).is_ok());
+    assert!(HeadHarness::new(&table, 264, rows, HeadFormat::Q6K, 2, target).is_err());
+}
+
 #[test]
 fn attention_candidates_are_checked_and_timed() {
     use bitnetc_tune::measure::AttentionHarness;
