@@ -523,3 +523,41 @@ fn compiles_for_aarch64() {
     }
     eprintln!("{}", report.join("\n"));
 }
+
+/// A range's full groups go to `streams` equal runs, and the groups left over to blocks of
+/// streams/2, streams/4, ..., 1 read side by side: every group range of a matrix with a partial
+/// last group gives exactly its rows, for stream counts whose tails use every block width.
+#[test]
+fn every_group_range_gives_its_rows_for_every_tail() {
+    let mut rng = ChaCha8Rng::seed_from_u64(23);
+    let (k, m) = (128usize, 16 * 37 + 5);
+    let codes = random_codes(&mut rng, k * m);
+    let q = random_q(&mut rng, k);
+    let want = scalar_reference(&codes, &q, k, m);
+    let weight = encode(DType::I2S, &codes, k, m, 1.0);
+    let w = RepackedMatrix::from_weight(&weight, Layout::rows16(16)).unwrap();
+    let xq = ExpandedActivations::new(&q);
+    let mut checked = 0;
+    for level in host().supported_levels() {
+        for streams in [5usize, 8, 16] {
+            let p = GemvParams {
+                streams,
+                unroll: 2,
+                ..GemvParams::default()
+            };
+            let kern = GemvKernel::compile(&GemvShape::of(&w), &p, level).unwrap();
+            let groups = kern.groups();
+            for a in 0..groups {
+                for b in a + 1..=groups {
+                    let rows = kern.rows_of(a..b);
+                    let mut got = vec![i32::MIN; rows.len()];
+                    kern.run_expanded(&w, &xq, a..b, &mut got).unwrap();
+                    assert_eq!(got, want[rows], "{level} streams {streams} groups {a}..{b}");
+                    checked += 1;
+                }
+            }
+        }
+    }
+    // 38 groups (the last partial): 741 ranges per level and stream count.
+    assert_eq!(checked, 741 * 3 * host().supported_levels().len());
+}

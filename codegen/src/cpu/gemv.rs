@@ -18,8 +18,9 @@
 //! Structure: the full groups of the range are split into `streams` equal, far-apart runs;
 //! each outer iteration takes one group from each run (so `streams` independent memory streams
 //! are in flight), runs over K with `unroll` 16-column chunks per inner iteration, keeping one
-//! i32x4 accumulator per 4 rows. Left-over full groups are done one at a time, then the partial
-//! last group (if the range reaches it) with lane-by-lane stores.
+//! i32x4 accumulator per 4 rows. Left-over full groups are done in blocks of `streams/2`,
+//! `streams/4`, ..., 1 adjacent groups read side by side, then the partial last group (if the
+//! range reaches it) with lane-by-lane stores.
 //!
 //! The u8×i8 4-way dot product is emitted as one of the [`DotForm`]s; on x86-64 with VNNI the
 //! widening tree folds into one `vpdpbusd`, without it `pmaddubsw` + `pmaddwd` is used (for the
@@ -551,6 +552,19 @@ impl Emitter {
     }
 }
 
+/// Block widths of the tail of a range (the full groups left after `streams` equal runs,
+/// fewer than `streams`): `streams/2`, `streams/4`, ... down to 1, without repeats.
+fn tail_widths(streams: usize) -> Vec<usize> {
+    let mut widths = Vec::new();
+    let mut w = streams / 2;
+    while w > 1 {
+        widths.push(w);
+        w /= 2;
+    }
+    widths.push(1);
+    widths
+}
+
 /// Builds the IR of the GEMV kernel for `shape` on `target`.
 pub fn build_function(
     shape: &GemvShape,
@@ -668,31 +682,50 @@ pub fn build_function(
     b.ins().jump(outer, &[j2.into()]);
     b.seal_block(outer);
 
-    // Tail: left-over full groups gb + s_count·per .. gef, one at a time.
+    // Tail: the left-over full groups gb + s_count·per .. gef (fewer than `s_count`), in blocks
+    // of s_count/2, s_count/4, ..., 1 adjacent groups read side by side, each width looped
+    // while that many are left: one group at a time would read them as a single stream, which
+    // on cores that need several streams per thread to fill the memory pipe ran the tail at a
+    // third of the speed (the claimed ranges are tens of groups, so tails are a large share).
     b.switch_to_block(tail);
     b.seal_block(tail);
     let done = b.ins().imul_imm_u(per, s_count as i64);
-    let t0 = b.ins().iadd(gb, done);
-    let t_loop = b.create_block();
-    let t_body = b.create_block();
-    let after = b.create_block();
-    b.append_block_param(t_loop, ptr);
-    b.ins().jump(t_loop, &[t0.into()]);
-    b.switch_to_block(t_loop);
-    let g = b.block_params(t_loop)[0];
-    let go = b.ins().icmp(IntCC::UnsignedLessThan, g, gef);
-    b.ins().brif(go, t_body, &[], after, &[]);
-    b.switch_to_block(t_body);
-    b.seal_block(t_body);
-    let base = em.group_base(&mut b, g);
-    let accs = em.k_loop(&mut b, &[base]);
-    store_group(&mut b, g, &accs);
-    let g2 = b.ins().iadd_imm_u(g, 1);
-    b.ins().jump(t_loop, &[g2.into()]);
-    b.seal_block(t_loop);
-
-    b.switch_to_block(after);
-    b.seal_block(after);
+    let mut g_next = b.ins().iadd(gb, done);
+    let widths = tail_widths(s_count);
+    for &width in &widths {
+        let t_loop = b.create_block();
+        let t_body = b.create_block();
+        let t_after = b.create_block();
+        b.append_block_param(t_loop, ptr);
+        b.append_block_param(t_after, ptr);
+        b.ins().jump(t_loop, &[g_next.into()]);
+        b.switch_to_block(t_loop);
+        let g = b.block_params(t_loop)[0];
+        let g_end = b.ins().iadd_imm_u(g, width as i64);
+        let go = b.ins().icmp(IntCC::UnsignedLessThanOrEqual, g_end, gef);
+        b.ins().brif(go, t_body, &[], t_after, &[g.into()]);
+        b.switch_to_block(t_body);
+        b.seal_block(t_body);
+        let groups: Vec<Value> = (0..width)
+            .map(|i| {
+                if i == 0 {
+                    g
+                } else {
+                    b.ins().iadd_imm_u(g, i as i64)
+                }
+            })
+            .collect();
+        let bases: Vec<Value> = groups.iter().map(|&g| em.group_base(&mut b, g)).collect();
+        let accs = em.k_loop(&mut b, &bases);
+        for (i, &gi) in groups.iter().enumerate() {
+            store_group(&mut b, gi, &accs[i * per_stream..(i + 1) * per_stream]);
+        }
+        b.ins().jump(t_loop, &[g_end.into()]);
+        b.seal_block(t_loop);
+        b.switch_to_block(t_after);
+        b.seal_block(t_after);
+        g_next = b.block_params(t_after)[0];
+    }
     if partial_rows > 0 {
         // The partial last group `full`, if the range reaches it: ge > full and gb <= full.
         let last = b.create_block();
@@ -1050,6 +1083,18 @@ pub fn epilogue(w: &RepackedMatrix, acc: &[i32], qsum: i32, s: f32, y: &mut [f32
 mod default_tests {
     use super::GemvParams;
     use crate::cpu::CpuVendor;
+
+    #[test]
+    fn tails_halve_down_to_one_group() {
+        use super::tail_widths;
+        assert_eq!(tail_widths(1), vec![1]);
+        assert_eq!(tail_widths(2), vec![1]);
+        assert_eq!(tail_widths(3), vec![1]);
+        assert_eq!(tail_widths(5), vec![2, 1]);
+        assert_eq!(tail_widths(8), vec![4, 2, 1]);
+        assert_eq!(tail_widths(12), vec![6, 3, 1]);
+        assert_eq!(tail_widths(16), vec![8, 4, 2, 1]);
+    }
 
     #[test]
     fn decode_streams_follow_the_register_pressure_of_the_isa() {
