@@ -1,6 +1,6 @@
 //! Head kernel variants at 2 threads on the 2B4T head shape, beside a read probe, alternating.
 //!
-//! `[VARIANTS=4x1,4x2] cargo run --release -p bitnetc-codegen --example head_l2 -- [f16|f16-any|bf16|q6k|q6k-q8k] [l2]`
+//! `[VARIANTS=4x1,4x2] cargo run --release -p bitnetc-codegen --example head_l2 -- [f16|f16-any|bf16|q6k|q6k-q8k|q8_0] [l2]`
 //!
 //! (`q6k`: the scaled-int8 rows the CUDA head reads a Q6_K table as; `q6k-q8k`: the CPU
 //! backends' Q6_K form, multiplied by Q8_K activations.)
@@ -49,6 +49,7 @@ fn main() {
     let format = match arg.as_str() {
         "q6k" => HeadFormat::ScaledI8 { group: 16 },
         "q6k-q8k" => HeadFormat::Q6K,
+        "q8_0" => HeadFormat::Q8_0,
         "bf16" => HeadFormat::BF16,
         "f16-any" => HeadFormat::F16 { finite: false },
         _ => HeadFormat::F16 { finite: true },
@@ -63,6 +64,17 @@ fn main() {
                 }
                 blk.extend(rng.gen_range(1e-4f32..1e-3).to_le_bytes());
                 blk
+            })
+            .collect()
+    } else if format == HeadFormat::Q8_0 {
+        // Per group of four blocks: 128 i8 codes, then four f32 scales.
+        (0..rows * k / 128)
+            .flat_map(|_| {
+                let mut grp: Vec<u8> = (0..128).map(|_| rng.gen::<u8>()).collect();
+                for _ in 0..4 {
+                    grp.extend(rng.gen_range(1e-4f32..1e-3).to_le_bytes());
+                }
+                grp
             })
             .collect()
     } else if scaled {
@@ -100,7 +112,7 @@ fn main() {
     });
     let variants: &[(usize, usize)] = match &listed {
         Some(v) => v,
-        None if format == HeadFormat::Q6K => &[(1, 1)],
+        None if matches!(format, HeadFormat::Q6K | HeadFormat::Q8_0) => &[(1, 1), (4, 1), (8, 1)],
         None => &[(1, 2), (1, 4), (2, 2), (3, 2), (4, 1), (4, 2), (4, 4)],
     };
     let shape = HeadShape { k, rows, format };

@@ -352,9 +352,7 @@ fn compiles_for_aarch64() {
                 HeadParams::default_for(format),
                 HeadParams { rows: 1, unroll: 1 },
             ];
-            if format != HeadFormat::Q8_0 {
-                params_list.push(HeadParams { rows: 8, unroll: 2 });
-            }
+            params_list.push(HeadParams { rows: 8, unroll: 2 });
             if !matches!(format, HeadFormat::Q6K | HeadFormat::Q8_0) {
                 params_list.push(HeadParams::default());
             }
@@ -507,8 +505,7 @@ fn head_kernels_stay_inside_guarded_buffers() {
             let mut go = Guarded::new(&vec![0u8; 4 * rows], at_end);
             for &level in &levels {
                 let params_list = match format {
-                    HeadFormat::Q8_0 => vec![HeadParams::default_for(format)],
-                    HeadFormat::Q6K => vec![
+                    HeadFormat::Q6K | HeadFormat::Q8_0 => vec![
                         HeadParams::default_for(format),
                         HeadParams { rows: 2, unroll: 1 },
                         HeadParams { rows: 4, unroll: 1 },
@@ -787,15 +784,23 @@ fn q8_0_heads_match_the_q8_0_reference() {
                 .map(|r| q8_0_reference(&bytes[r * rb..(r + 1) * rb], x).to_bits())
                 .collect();
             for &level in &levels {
-                let params = HeadParams::default_for(HeadFormat::Q8_0);
-                let kern = HeadKernel::compile(&shape, &params, level).unwrap();
-                let mut got = vec![f32::NAN; rows];
-                kern.run(&packed, x, &mut got, 0..rows).unwrap();
-                let g: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
-                assert_eq!(g, want, "q8_0 {k}x{rows} {level}");
-                let mut part = vec![f32::NAN; rows - 2];
-                kern.run(&packed, x, &mut part, 1..rows - 1).unwrap();
-                assert_eq!(&part[..], &got[1..rows - 1]);
+                for n in [1, 2, 3, 4, 8] {
+                    let params = HeadParams { rows: n, unroll: 1 };
+                    let kern = HeadKernel::compile(&shape, &params, level).unwrap();
+                    let mut got = vec![f32::NAN; rows];
+                    kern.run(&packed, x, &mut got, 0..rows).unwrap();
+                    let g: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+                    assert_eq!(g, want, "q8_0 {k}x{rows} {level} rows {n}");
+                    // Every sub-range writes exactly its rows.
+                    for a in 0..rows {
+                        for b in a + 1..=rows {
+                            let mut part = vec![f32::NAN; b - a];
+                            kern.run(&packed, x, &mut part, a..b).unwrap();
+                            let p: Vec<u32> = part.iter().map(|v| v.to_bits()).collect();
+                            assert_eq!(p, want[a..b], "q8_0 {k}x{rows} {level} rows {n} {a}..{b}");
+                        }
+                    }
+                }
             }
         }
         let mut bad = bytes.clone();
@@ -804,14 +809,14 @@ fn q8_0_heads_match_the_q8_0_reference() {
         assert!(repack_q8_0(&bad, k, rows).is_err());
         assert!(repack_q8_0(&bytes[1..], k, rows).is_err());
     }
-    // Several rows per block and K not a multiple of 32 are refused, not miscompiled.
+    // More than 8 rows per block and K not a multiple of 32 are refused, not miscompiled.
     let shape = HeadShape {
         k: 64,
         rows: 8,
         format: HeadFormat::Q8_0,
     };
     let level = levels[0];
-    assert!(HeadKernel::compile(&shape, &HeadParams { rows: 2, unroll: 1 }, level).is_err());
+    assert!(HeadKernel::compile(&shape, &HeadParams { rows: 9, unroll: 1 }, level).is_err());
     let shape = HeadShape { k: 72, ..shape };
     assert!(HeadKernel::compile(&shape, &HeadParams { rows: 1, unroll: 1 }, level).is_err());
 }

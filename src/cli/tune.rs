@@ -453,7 +453,7 @@ fn head_format(w: &bitnetc_ir::Weight) -> Option<HeadFormat> {
     HeadFormat::of(w.dtype, finite).filter(|f| {
         matches!(
             f,
-            HeadFormat::F16 { .. } | HeadFormat::BF16 | HeadFormat::Q6K
+            HeadFormat::F16 { .. } | HeadFormat::BF16 | HeadFormat::Q6K | HeadFormat::Q8_0
         )
     })
 }

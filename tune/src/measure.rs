@@ -5,8 +5,8 @@
 //!   every call streams its weights from memory, as a decode step does.
 //! * Prompt GEMM: one copy, which stays in cache, as one layer's weights do while a prompt's
 //!   token blocks go through it; time per token.
-//! * Head: the model's own table (large enough to come from memory; Q6_K repacked as the
-//!   runtime does), all rows.
+//! * Head: the model's own table (large enough to come from memory; Q6_K and Q8_0 repacked as
+//!   the runtime does), all rows.
 //!
 //! Each candidate's output is first compared with a scalar reference written here (integer
 //! accumulators exactly; head logits within 1e-5 of the absolute dot product); a mismatch is an
@@ -16,7 +16,7 @@
 use std::time::Instant;
 
 use bitnetc_codegen::cpu::attention::{AttentionKernels, AttentionShape as AttnShape};
-use bitnetc_codegen::cpu::head::{repack_q6k, HeadFormat, HeadKernel, HeadShape};
+use bitnetc_codegen::cpu::head::{repack_q6k, repack_q8_0, HeadFormat, HeadKernel, HeadShape};
 use bitnetc_codegen::cpu::{
     split_groups, ExpandedActivations, ExpandedBatch, GemvKernel, GemvShape, Layout,
     RepackedMatrix, Target, WorkerPool, MAX_TOKENS,
@@ -322,7 +322,8 @@ pub struct HeadHarness<'a> {
 
 impl<'a> HeadHarness<'a> {
     /// A harness for `table` (`rows × K` elements of `format`, little-endian; for
-    /// [`HeadFormat::Q6K`] the file's Q6_K rows, repacked here) on `threads` threads.
+    /// [`HeadFormat::Q6K`] and [`HeadFormat::Q8_0`] the file's rows, repacked here) on `threads`
+    /// threads.
     pub fn new(
         table: &'a [u8],
         k: usize,
@@ -334,6 +335,7 @@ impl<'a> HeadHarness<'a> {
         let expected = match format {
             HeadFormat::F16 { .. } | HeadFormat::BF16 => Some(2 * k * rows),
             HeadFormat::Q6K if k.is_multiple_of(256) => Some(rows * (k / 256) * Q6K_BLOCK_BYTES),
+            HeadFormat::Q8_0 if k.is_multiple_of(32) => Some(rows * (k / 32) * Q8_0_BLOCK_BYTES),
             _ => None,
         };
         if expected != Some(table.len()) || k == 0 || !k.is_multiple_of(8) || rows == 0 {
@@ -358,6 +360,18 @@ impl<'a> HeadHarness<'a> {
                 })
                 .collect();
             let packed = repack_q6k(table, k, rows)?;
+            (std::borrow::Cow::Owned(packed), checks)
+        } else if format == HeadFormat::Q8_0 {
+            let acts = quant::q8_0::quantize_activations(&x)
+                .map_err(|e| TuneError::Invalid(format!("activations: {e}")))?;
+            let row_bytes = (k / 32) * Q8_0_BLOCK_BYTES;
+            let checks = checked
+                .map(|r| {
+                    let want = q8_0_logit(&table[r * row_bytes..(r + 1) * row_bytes], &acts);
+                    (r, f64::from(want), 0.0)
+                })
+                .collect();
+            let packed = repack_q8_0(table, k, rows)?;
             (std::borrow::Cow::Owned(packed), checks)
         } else {
             let elem = |i: usize| -> f64 {
@@ -447,6 +461,24 @@ impl<'a> HeadHarness<'a> {
 
 /// Bytes of one Q6_K super-block in a file.
 const Q6K_BLOCK_BYTES: usize = 210;
+/// Bytes of one Q8_0 block in a file (f16 `d`, 32 codes).
+const Q8_0_BLOCK_BYTES: usize = 34;
+
+/// The logit of one Q8_0 row (file layout) times Q8_0 activations, as llama.cpp and the
+/// reference backend compute it: `Σ_b (d_b·dx_b)·f32(Σ w·q)` block by block in f32.
+fn q8_0_logit(row: &[u8], x: &quant::q8_0::Q8_0Acts) -> f32 {
+    let mut total = 0.0f32;
+    for (b, blk) in row.chunks_exact(Q8_0_BLOCK_BYTES).enumerate() {
+        let d = half::f16::from_le_bytes([blk[0], blk[1]]).to_f32();
+        let isum: i32 = blk[2..]
+            .iter()
+            .zip(&x.qs[32 * b..32 * (b + 1)])
+            .map(|(&w, &q)| i32::from(w as i8) * i32::from(q))
+            .sum();
+        total += (d * x.d[b]) * isum as f32;
+    }
+    total
+}
 
 /// The logit of one Q6_K row (file layout) times Q8_K activations, in the order llama.cpp and
 /// the reference backend use: per super-block the exact integer

@@ -24,7 +24,7 @@ pub enum KernelKind {
     Gemv,
     /// Token-blocked ternary × int8 GEMM (prompt processing).
     Gemm,
-    /// Output head (F16/BF16 table × f32, or Q6_K × Q8_K).
+    /// Output head (F16/BF16 table × f32, Q6_K × Q8_K or Q8_0 × Q8_0).
     Head,
     /// Attention over the f32 KV cache (scores and weighted sum of one head).
     Attention,

@@ -147,6 +147,32 @@ fn q6k_head_candidates_are_checked_against_the_file_blocks() {
     assert!(HeadHarness::new(&table, 264, rows, HeadFormat::Q6K, 2, target).is_err());
 }
 
+/// Q8_0 heads likewise: repacked by the harness, every candidate checked bit for bit against
+/// Q8_0 × Q8_0 computed from the file's blocks.
+#[test]
+fn q8_0_head_candidates_are_checked_against_the_file_blocks() {
+    use rand::{Rng, SeedableRng};
+    let (k, rows) = (160usize, 37usize);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(43);
+    let row_bytes = k / 32 * 34;
+    let mut table = vec![0u8; rows * row_bytes];
+    for r in 0..rows {
+        let w: Vec<f32> = (0..k).map(|_| rng.gen_range(-0.1f32..0.1)).collect();
+        bitnetc_models::quant::q8_0::quantize_row(&w, &mut table[r * row_bytes..][..row_bytes])
+            .unwrap();
+    }
+    let target = Target::host(IsaLevel::Native).unwrap();
+    let h = HeadHarness::new(&table, k, rows, HeadFormat::Q8_0, 2, target.clone()).unwrap();
+    for r in [1, 3, 8] {
+        let ns = h
+            .measure(&TunedParams::Head { rows: r, unroll: 1 })
+            .unwrap();
+        assert!(ns > 0.0);
+    }
+    assert!(HeadHarness::new(&table[1..], k, rows, HeadFormat::Q8_0, 2, target.clone()).is_err());
+    assert!(HeadHarness::new(&table, 168, rows, HeadFormat::Q8_0, 2, target).is_err());
+}
+
 #[test]
 fn attention_candidates_are_checked_and_timed() {
     use bitnetc_tune::measure::AttentionHarness;

@@ -422,17 +422,18 @@ impl HeadParams {
     /// The scaled-int8 form (Q8_0 and Q6_K tables in f32, which the CUDA head reads; the CPU
     /// backends take those tables as [`HeadFormat::Q8_0`] and [`HeadFormat::Q6K`]) is
     /// compute-bound and keeps 4 rows sharing each load of `x` (40 % of the probe against 34 %).
-    /// The integer Q6_K kernel reads a block's rows side by side too, each its own stream: on
-    /// the Xeon the 2B4T Q6_K head took 20.1–20.6 ms with one row, 12.0–12.4 ms with 4 and
-    /// 11.3 ms with 6 or 8 (92–94 % of the probe; in L2, 24–25 GB/s per thread for all), so
-    /// rows 8 except on AMD cores, which keep the one row they were measured with (several
-    /// were not measured there). The Q8_0 kernel takes one row.
+    /// The integer Q6_K and Q8_0 kernels read a block's rows side by side too, each its own
+    /// stream: on the Xeon the 2B4T Q6_K head took 20.1–20.6 ms with one row, 12.0–12.4 ms with
+    /// 4 and 11.3 ms with 6 or 8 (92–94 % of the probe; in L2, 24–25 GB/s per thread for all),
+    /// a Q8_0 one 35.8–37.1 ms, 16.6–17.0 and 13.9–14.4 ms with 1, 4 and 8 rows; so rows 8
+    /// except on AMD cores, which keep the one row they were measured with (several were not
+    /// measured there).
     pub fn default_on(format: HeadFormat, vendor: CpuVendor) -> HeadParams {
         let amd = vendor == CpuVendor::Amd;
         match format {
             HeadFormat::ScaledI8 { .. } => HeadParams::default(),
-            HeadFormat::Q6K if !amd => HeadParams { rows: 8, unroll: 1 },
-            HeadFormat::Q6K | HeadFormat::Q8_0 => HeadParams { rows: 1, unroll: 1 },
+            HeadFormat::Q6K | HeadFormat::Q8_0 if amd => HeadParams { rows: 1, unroll: 1 },
+            HeadFormat::Q6K | HeadFormat::Q8_0 => HeadParams { rows: 8, unroll: 1 },
             HeadFormat::F16 { finite: true } if amd => HeadParams { rows: 1, unroll: 4 },
             HeadFormat::F16 { .. } | HeadFormat::BF16 | HeadFormat::F32 if amd => {
                 HeadParams { rows: 1, unroll: 2 }
@@ -483,16 +484,16 @@ fn check(shape: &HeadShape, p: &HeadParams) -> Result<usize, CodegenError> {
             )));
         }
     }
-    if shape.format == HeadFormat::Q6K && (!shape.k.is_multiple_of(256) || p.rows > 8) {
+    if shape.format == HeadFormat::Q6K && !shape.k.is_multiple_of(256) {
         return Err(CodegenError::Unsupported(format!(
-            "q6_k head: K = {} must be a multiple of 256, and rows {} at most 8",
-            shape.k, p.rows
+            "q6_k head: K = {} must be a multiple of 256",
+            shape.k
         )));
     }
-    if shape.format == HeadFormat::Q8_0 && (!shape.k.is_multiple_of(32) || p.rows != 1) {
+    if shape.format == HeadFormat::Q8_0 && !shape.k.is_multiple_of(32) {
         return Err(CodegenError::Unsupported(format!(
-            "q8_0 head: K = {} must be a multiple of 32, and rows {} must be 1",
-            shape.k, p.rows
+            "q8_0 head: K = {} must be a multiple of 32",
+            shape.k
         )));
     }
     let steps = shape.k / 8;
@@ -942,80 +943,101 @@ impl Emitter {
         b.ins().fadd(total, term)
     }
 
-    /// Emits one [`HeadFormat::Q8_0`] row `row` and stores its logit at `out_ptr`. `x` points
-    /// at the Q8_0 activations as `HeadKernel::prepare` lays them out: `K` i16 values, then
-    /// `K/32` f32 scales. Full groups of four blocks run in a loop tested at the top (see
-    /// `rows_block`), the last partial group straight after it; the logit accumulates
-    /// `(d·dx)·f32(isum)` block by block, as the reference does.
-    fn q8_0_row(&self, b: &mut FunctionBuilder, row: Value, out_ptr: Value) {
+    /// Emits the [`HeadFormat::Q8_0`] rows `rows` side by side (one loop over groups of four
+    /// blocks, each row its own stream and its own f32 total) and stores row `i`'s logit at
+    /// `outs[i]`. `x` points at the Q8_0 activations as `HeadKernel::prepare` lays them out:
+    /// `K` i16 values, then `K/32` f32 scales. Full groups of four blocks run in a loop tested
+    /// at the top (see `rows_block`), the last partial group straight after it; each logit
+    /// accumulates `(d·dx)·f32(isum)` block by block, as the reference does.
+    fn q8_0_rows(&self, b: &mut FunctionBuilder, rows: &[Value], outs: &[Value]) {
         let nb = self.k / 32;
+        let n = rows.len();
         let (full, tail) = (nb / Q8_0_GROUP, nb % Q8_0_GROUP);
         let group_bytes = (Q8_0_GROUP * 36) as i64;
         let row_bytes = HeadFormat::Q8_0.row_bytes(self.k) as i64;
-        let off = b.ins().imul_imm_u(row, row_bytes);
-        let base = b.ins().iadd(self.table, off);
+        let bases: Vec<Value> = rows
+            .iter()
+            .map(|&row| {
+                let off = b.ins().imul_imm_u(row, row_bytes);
+                b.ins().iadd(self.table, off)
+            })
+            .collect();
         let dx_base = 2 * self.k as i32; // byte offset of the activation scales
         let zero = b.ins().f32const(0.0);
         let header = b.create_block();
         let body = b.create_block();
         let exit = b.create_block();
         b.append_block_param(header, self.ptr); // group index
-        b.append_block_param(header, types::F32);
-        b.append_block_param(exit, types::F32);
+        for _ in 0..n {
+            b.append_block_param(header, types::F32);
+            b.append_block_param(exit, types::F32);
+        }
         let g0 = b.ins().iconst(self.ptr, 0);
-        b.ins().jump(header, &[g0.into(), zero.into()]);
+        let mut args: Vec<BlockArg> = vec![g0.into()];
+        args.extend(std::iter::repeat_n(BlockArg::from(zero), n));
+        b.ins().jump(header, &args);
         b.switch_to_block(header);
-        let (gi, total) = (b.block_params(header)[0], b.block_params(header)[1]);
+        let gi = b.block_params(header)[0];
+        let totals: Vec<BlockArg> = b.block_params(header)[1..]
+            .iter()
+            .map(|&v| v.into())
+            .collect();
         let done = b
             .ins()
             .icmp_imm_u(IntCC::UnsignedGreaterThanOrEqual, gi, full as i64);
-        b.ins().brif(done, exit, &[total.into()], body, &[]);
+        b.ins().brif(done, exit, &totals, body, &[]);
 
         b.switch_to_block(body);
         b.seal_block(body);
         let go = b.ins().imul_imm_u(gi, group_bytes);
-        let cp = b.ins().iadd(base, go);
         // Activations of the group: 4·32 i16 values (256 bytes) and 4 scales (16 bytes).
         let xo = b.ins().imul_imm_u(gi, 256);
         let xp = b.ins().iadd(self.x, xo);
         let dxo = b.ins().imul_imm_u(gi, 16);
         let dxp = b.ins().iadd(self.x, dxo);
-        // The four blocks' sums as the lanes of one vector (pairwise adds: `phaddd`), then
-        // their terms `(d·dx)·f32(isum)` four at a time; the adds into the total stay one block
-        // at a time, in order.
-        let v: Vec<Value> = (0..Q8_0_GROUP as i32)
-            .map(|i| self.q8_0_block_lanes(b, cp, 32 * i, xp, 64 * i))
-            .collect();
-        let h01 = b.ins().iadd_pairwise(v[0], v[1]);
-        let h23 = b.ins().iadd_pairwise(v[2], v[3]);
-        let sums = b.ins().iadd_pairwise(h01, h23);
-        let sums = b.ins().fcvt_from_sint(types::F32X4, sums);
-        let d = b.ins().load(types::F32X4, X_LOAD, cp, 128);
-        let dx = b.ins().load(types::F32X4, X_LOAD, dxp, dx_base);
-        let ddx = b.ins().fmul(d, dx);
-        let terms = b.ins().fmul(ddx, sums);
-        let mut t = total;
-        for i in 0..Q8_0_GROUP as u8 {
-            let term = b.ins().extractlane(terms, i);
-            t = b.ins().fadd(t, term);
-        }
         let gi2 = b.ins().iadd_imm_u(gi, 1);
-        b.ins().jump(header, &[gi2.into(), t.into()]);
+        let mut next: Vec<BlockArg> = vec![gi2.into()];
+        for (i, &base) in bases.iter().enumerate() {
+            let cp = b.ins().iadd(base, go);
+            // The four blocks' sums as the lanes of one vector (pairwise adds: `phaddd`), then
+            // their terms `(d·dx)·f32(isum)` four at a time; the adds into the total stay one
+            // block at a time, in order.
+            let v: Vec<Value> = (0..Q8_0_GROUP as i32)
+                .map(|j| self.q8_0_block_lanes(b, cp, 32 * j, xp, 64 * j))
+                .collect();
+            let h01 = b.ins().iadd_pairwise(v[0], v[1]);
+            let h23 = b.ins().iadd_pairwise(v[2], v[3]);
+            let sums = b.ins().iadd_pairwise(h01, h23);
+            let sums = b.ins().fcvt_from_sint(types::F32X4, sums);
+            let d = b.ins().load(types::F32X4, X_LOAD, cp, 128);
+            let dx = b.ins().load(types::F32X4, X_LOAD, dxp, dx_base);
+            let ddx = b.ins().fmul(d, dx);
+            let terms = b.ins().fmul(ddx, sums);
+            let mut t = b.block_params(header)[1 + i];
+            for j in 0..Q8_0_GROUP as u8 {
+                let term = b.ins().extractlane(terms, j);
+                t = b.ins().fadd(t, term);
+            }
+            next.push(t.into());
+        }
+        b.ins().jump(header, &next);
         b.seal_block(header);
         b.switch_to_block(exit);
         b.seal_block(exit);
-        let mut t = b.block_params(exit)[0];
-        if tail > 0 {
-            let cp = b.ins().iadd_imm_u(base, full as i64 * group_bytes);
-            let first = (full * Q8_0_GROUP) as i32;
-            for i in 0..tail as i32 {
-                let isum = self.q8_0_block_sum(b, cp, 32 * i, self.x, 64 * (first + i));
-                let doff = 32 * tail as i32 + 4 * i;
-                let dxoff = dx_base + 4 * (first + i);
-                t = self.q8_0_term(b, t, isum, (cp, doff), (self.x, dxoff));
+        let ends = b.block_params(exit).to_vec();
+        for ((&base, &out_ptr), mut t) in bases.iter().zip(outs).zip(ends) {
+            if tail > 0 {
+                let cp = b.ins().iadd_imm_u(base, full as i64 * group_bytes);
+                let first = (full * Q8_0_GROUP) as i32;
+                for i in 0..tail as i32 {
+                    let isum = self.q8_0_block_sum(b, cp, 32 * i, self.x, 64 * (first + i));
+                    let doff = 32 * tail as i32 + 4 * i;
+                    let dxoff = dx_base + 4 * (first + i);
+                    t = self.q8_0_term(b, t, isum, (cp, doff), (self.x, dxoff));
+                }
             }
+            b.ins().store(STORE, t, out_ptr, 0);
         }
-        b.ins().store(STORE, t, out_ptr, 0);
     }
 
     /// Emits the block of `n` table rows `row + j·stride` (`j < n`; index values) and stores
@@ -1289,7 +1311,7 @@ pub fn build_function(
         let rel = b.ins().isub(r, rb);
         let off = b.ins().imul_imm_u(rel, 4);
         let dst = b.ins().iadd(out, off);
-        if em.format == HeadFormat::Q6K {
+        if matches!(em.format, HeadFormat::Q6K | HeadFormat::Q8_0) {
             // Row i of the block: r + i·stride, its logit 4·i·stride bytes further on.
             let stride_bytes = b.ins().imul_imm_u(stride, 4);
             let (mut rows, mut outs) = (vec![r], vec![dst]);
@@ -1297,9 +1319,11 @@ pub fn build_function(
                 rows.push(b.ins().iadd(rows[i - 1], stride));
                 outs.push(b.ins().iadd(outs[i - 1], stride_bytes));
             }
-            em.q6k_rows(b, &rows, &outs);
-        } else if em.format == HeadFormat::Q8_0 {
-            em.q8_0_row(b, r, dst);
+            if em.format == HeadFormat::Q6K {
+                em.q6k_rows(b, &rows, &outs);
+            } else {
+                em.q8_0_rows(b, &rows, &outs);
+            }
         } else {
             em.rows_block(b, r, stride, n, dst);
         }
@@ -1610,11 +1634,11 @@ mod tests {
             );
         }
         for vendor in [CpuVendor::Amd, CpuVendor::Intel, CpuVendor::Other] {
-            let q6k = HeadParams::default_on(HeadFormat::Q6K, vendor);
             let rows = if vendor == CpuVendor::Amd { 1 } else { 8 };
-            assert_eq!((q6k.rows, q6k.unroll), (rows, 1), "Q6K on {vendor:?}");
-            let q8 = HeadParams::default_on(HeadFormat::Q8_0, vendor);
-            assert_eq!((q8.rows, q8.unroll), (1, 1), "Q8_0 on {vendor:?}");
+            for format in [HeadFormat::Q6K, HeadFormat::Q8_0] {
+                let p = HeadParams::default_on(format, vendor);
+                assert_eq!((p.rows, p.unroll), (rows, 1), "{format:?} on {vendor:?}");
+            }
         }
     }
 
