@@ -113,7 +113,7 @@ fn main() {
     let variants: &[(usize, usize)] = match &listed {
         Some(v) => v,
         None if matches!(format, HeadFormat::Q6K | HeadFormat::Q8_0) => &[(1, 1), (4, 1), (8, 1)],
-        None => &[(1, 2), (1, 4), (2, 2), (3, 2), (4, 1), (4, 2), (4, 4)],
+        None => &[(1, 2), (1, 4), (2, 2), (4, 2), (6, 2), (8, 1), (8, 2)],
     };
     let shape = HeadShape { k, rows, format };
     let kerns: Vec<_> = variants
