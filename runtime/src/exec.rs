@@ -17,7 +17,7 @@ use bitnetc_ir::{Activation, Graph, Op, ValueId, Weight};
 use crate::error::RuntimeError;
 use crate::kv_cache::KvCache;
 use crate::reference::numerics::{
-    self, quantize_row_into, rms_norm, rope_angles, rope_apply, QuantizedRow,
+    self, quantize_row_into, rms_norm_rows, rope_angles, rope_apply, QuantizedRow, RMS_NORM_ROWS,
 };
 use crate::reference::weights::table_row;
 use crate::reference::{attention, AttentionShape};
@@ -265,6 +265,24 @@ pub fn weight_f32_view(w: &Weight) -> Cow<'_, [f32]> {
 
 /// `out` cut into rows of `width`, row `t` written by `f(t, row)`, the rows spread by
 /// [`OpKernels::for_each_token`].
+/// `out[i] = f(gate[i], up[i])`, rows of `width` split over the threads.
+fn gated_rows(
+    kernels: &dyn OpKernels,
+    gate: &[f32],
+    up: &[f32],
+    width: usize,
+    out: &mut [f32],
+    f: impl Fn(f32, f32) -> f32 + Sync,
+) {
+    for_each_row(kernels, out, width, &|t, o| {
+        let span = t * width..(t + 1) * width;
+        let (g, u) = (&gate[span.clone()], &up[span]);
+        for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+            *o = f(g, u);
+        }
+    });
+}
+
 fn for_each_row<T: Send>(
     kernels: &dyn OpKernels,
     out: &mut [T],
@@ -373,8 +391,14 @@ fn run_nodes(
                 let w = weight_f32_view(g.weight(*weight));
                 let x = get(*x).f32();
                 let mut out = scratch.buffer(t_count * width);
-                for_each_row(kernels, &mut out, width, &|t, o| {
-                    rms_norm(&x[t * width..(t + 1) * width], &w, *eps, o)
+                // Blocks of rows, whose sums of squares run side by side.
+                let block = RMS_NORM_ROWS * width;
+                let parts = DisjointParts::new(&mut out);
+                kernels.for_each_token(t_count.div_ceil(RMS_NORM_ROWS), &|b| {
+                    let span = b * block..((b + 1) * block).min(t_count * width);
+                    // SAFETY: block `b`'s rows are only handed to this call; blocks do not overlap.
+                    let o = unsafe { parts.slice(span.clone()) };
+                    rms_norm_rows(&x[span], width, &w, *eps, o);
                 });
                 Buf::F32(out)
             }
@@ -451,19 +475,17 @@ fn run_nodes(
                 Buf::F32(out)
             }
             Op::GatedActivation { gate, up, act } => {
-                let f = match act {
-                    Activation::Relu2 => numerics::relu2_gate,
-                    Activation::Silu => numerics::silu_gate,
-                };
                 let (gate, up) = (get(*gate).f32(), get(*up).f32());
                 let mut out = scratch.buffer(gate.len());
-                for_each_row(kernels, &mut out, width, &|t, o| {
-                    let span = t * width..(t + 1) * width;
-                    let (g, u) = (&gate[span.clone()], &up[span]);
-                    for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
-                        *o = f(g, u);
+                // One loop per activation, so the function is inlined and the loop vectorized.
+                match act {
+                    Activation::Relu2 => {
+                        gated_rows(kernels, gate, up, width, &mut out, numerics::relu2_gate)
                     }
-                });
+                    Activation::Silu => {
+                        gated_rows(kernels, gate, up, width, &mut out, numerics::silu_gate)
+                    }
+                }
                 Buf::F32(out)
             }
             Op::Add { a, b } => {

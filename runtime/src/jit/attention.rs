@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use bitnetc_codegen::cpu::attention::{AttentionKernels, AttentionParams, AttentionShape as Shape};
-use bitnetc_codegen::cpu::{split_part, Target, WorkerPool};
+use bitnetc_codegen::cpu::{Target, WorkerPool};
 use bitnetc_codegen::CodegenError;
 use bitnetc_tune::ParamSource;
 
@@ -102,11 +102,12 @@ pub fn run(
     let out_parts = DisjointParts::new(out);
     let failure: Mutex<Option<CodegenError>> = Mutex::new(None);
     pool.run(&|i| {
-        let range = split_part(items, threads, i);
         // SAFETY: part i alone uses score buffer i.
         let scores = &mut unsafe { score_parts.slice(i..i + 1) }[0];
         {
-            for idx in range.clone() {
+            // Items dealt out in turn: a causal prompt's later tokens attend to more keys, so
+            // contiguous ranges would leave the last part most of the work.
+            for idx in (i..items).step_by(threads) {
                 // Token t, query heads h0..h0 + heads (one KV head), their outputs consecutive.
                 let (t, h0) = (idx / blocks, (idx % blocks) * heads);
                 let qh = &q[t * q_width + h0 * d..][..heads * d];

@@ -25,8 +25,10 @@ pub fn quantize_row(x: &[f32]) -> QuantizedRow {
 pub fn quantize_row_into(x: &[f32], row: &mut QuantizedRow) {
     let amax = f64::from(abs_max(x)).max(1e-5);
     let scale = (127.0 / amax) as f32;
-    row.q.clear();
-    row.q.extend(x.iter().map(|&v| quantize_code(v * scale)));
+    row.q.resize(x.len(), 0);
+    for (q, &v) in row.q.iter_mut().zip(x) {
+        *q = quantize_code(v * scale);
+    }
     row.sum = row.q.iter().map(|&v| i32::from(v)).sum();
     row.scale = scale;
 }
@@ -60,12 +62,19 @@ pub fn abs_max(x: &[f32]) -> f32 {
 ///
 /// Clamping first gives the same code (rounding is monotone and the bounds are integers); then
 /// `|v| ≤ 128`, so `v + 1.5·2^23` lies in `[2^23, 2^24)`, where the f32 spacing is 1: the
-/// addition itself rounds `v` to an integer, ties to even (1.5·2^23 is even), and the
-/// subtraction is exact.
+/// addition itself rounds `v` to an integer `n`, ties to even (1.5·2^23 is even), and the sum's
+/// bit pattern is `1.5·2^23`'s plus `n`. Reading `n` from the bits rather than converting the
+/// float back keeps every step a plain vector operation, so rows quantize in SIMD.
 #[inline]
 pub fn quantize_code(v: f32) -> i8 {
     const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23
-    ((v.clamp(-128.0, 127.0) + MAGIC) - MAGIC) as i8
+    let rounded = v.clamp(-128.0, 127.0) + MAGIC;
+    let n = (rounded.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32) as i8;
+    if v.is_nan() {
+        0
+    } else {
+        n
+    }
 }
 
 /// `Σ code·q` for unsigned ternary codes (0, 1, 2 meaning −1, 0, +1).
@@ -86,6 +95,44 @@ pub fn ternary_output(acc: i32, row: &QuantizedRow, weight_scale: f32) -> f32 {
 /// RMS normalization then elementwise weight, in the reference's order of roundings.
 pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     let ss: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
+    scale_by_rms(x, ss, weight, eps, out);
+}
+
+/// Rows per call of [`rms_norm_rows`].
+pub const RMS_NORM_ROWS: usize = 8;
+
+/// [`rms_norm`] of each row of `x` (up to [`RMS_NORM_ROWS`] rows of `width`) into the same row of
+/// `out`, bit-identical to it. Each row's sum of squares is still added up in order (the
+/// reference's rounding), but the rows' sums advance together, so the adder's latency is paid
+/// once per step for all of them rather than once per value of each row.
+///
+/// # Panics
+/// If `x` holds more than [`RMS_NORM_ROWS`] rows, or `out` is shorter than `x`.
+pub fn rms_norm_rows(x: &[f32], width: usize, weight: &[f32], eps: f32, out: &mut [f32]) {
+    let rows = x.len() / width.max(1);
+    assert!(
+        rows <= RMS_NORM_ROWS && out.len() >= x.len(),
+        "rms_norm_rows shape"
+    );
+    if rows < 2 {
+        return rms_norm(x, weight, eps, out);
+    }
+    let mut ss = [0.0f64; RMS_NORM_ROWS];
+    // Missing rows repeat the last one (their sums are not used).
+    let xs: [&[f32]; RMS_NORM_ROWS] =
+        std::array::from_fn(|r| &x[r.min(rows - 1) * width..][..width]);
+    for i in 0..width {
+        for (s, x) in ss.iter_mut().zip(&xs) {
+            *s += f64::from(x[i] * x[i]);
+        }
+    }
+    for (r, out) in out.chunks_mut(width).take(rows).enumerate() {
+        scale_by_rms(xs[r], ss[r], weight, eps, out);
+    }
+}
+
+/// `out = (x · 1/√(ss/len + eps)) · weight`, given the sum of squares `ss` of `x`.
+fn scale_by_rms(x: &[f32], ss: f64, weight: &[f32], eps: f32, out: &mut [f32]) {
     let mean = (ss / x.len() as f64) as f32;
     let r = 1.0f32 / (mean + eps).sqrt();
     for ((o, &v), &w) in out.iter_mut().zip(x).zip(weight) {
@@ -225,6 +272,33 @@ mod tests {
         for v in vals {
             let want = v.round_ties_even().clamp(-128.0, 127.0) as i8;
             assert_eq!(quantize_code(v), want, "{v}");
+        }
+    }
+
+    #[test]
+    fn rms_norm_rows_equals_rms_norm_row_by_row() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            // Magnitudes from 1e-3 to 1e3, so the running sums round.
+            let m = ((rng >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0;
+            (m * 10f64.powi((rng % 7) as i32 - 3)) as f32
+        };
+        for width in [1usize, 5, 64, 2561] {
+            let w: Vec<f32> = (0..width).map(|_| next()).collect();
+            for rows in 1..=RMS_NORM_ROWS {
+                let x: Vec<f32> = (0..rows * width).map(|_| next()).collect();
+                let mut got = vec![f32::NAN; rows * width];
+                rms_norm_rows(&x, width, &w, 1e-6, &mut got);
+                let mut want = vec![0.0; rows * width];
+                for (x, o) in x.chunks(width).zip(want.chunks_mut(width)) {
+                    rms_norm(x, &w, 1e-6, o);
+                }
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "width {width}, rows {rows}");
+            }
         }
     }
 
