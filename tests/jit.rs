@@ -180,6 +180,54 @@ fn long_prompts_through_the_blocked_kernels_equal_the_reference() {
     }
 }
 
+/// A pass that wants only the last token's logits computes the last layer for that token alone:
+/// its logits equal the last row of a pass computing every row, and the keys and values it leaves
+/// in the cache give the next token the same logits too (both backends, several thread counts).
+#[test]
+fn last_token_passes_equal_the_last_row_of_full_passes() {
+    use bitnetc::runtime::LogitsFor;
+    use bitnetc::{BackendKind, Engine, EngineOptions, TuningSource};
+    let path = model("bitnet-b1.58", "tiny", "i2_s", "f16");
+    let prompt: Vec<u32> = (0..37u32).map(|i| (i * 53 + 7) % 500).collect();
+    for (backend, threads) in [
+        (BackendKind::Reference, 1),
+        (BackendKind::Jit, 1),
+        (BackendKind::Jit, 2),
+    ] {
+        let opts = EngineOptions {
+            threads,
+            backend,
+            tuning: TuningSource::Off,
+            ..EngineOptions::default()
+        };
+        let engine = Engine::load(&path, &opts).unwrap();
+        // Prompt with `want`, then one more token; returns both passes' last logits.
+        let run = |want: LogitsFor| {
+            let mut session = engine.new_session(prompt.len() + 1);
+            let first = engine.forward(&mut session, &prompt, want).unwrap();
+            let next = engine
+                .forward(&mut session, &[42], LogitsFor::Last)
+                .unwrap();
+            (first, next)
+        };
+        let (all, next_after_all) = run(LogitsFor::All);
+        let (last, next_after_last) = run(LogitsFor::Last);
+        let n_vocab = all.len() / prompt.len();
+        assert_eq!(last.len(), n_vocab);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&last),
+            bits(&all[all.len() - n_vocab..]),
+            "{backend:?} t={threads}: last-token logits"
+        );
+        assert_eq!(
+            bits(&next_after_last),
+            bits(&next_after_all),
+            "{backend:?} t={threads}: the next token after a last-token pass"
+        );
+    }
+}
+
 #[test]
 fn jit_equals_reference_on_large_models() {
     for ty in ["i2_s", "tq1_0", "tq2_0"] {

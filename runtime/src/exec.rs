@@ -122,6 +122,40 @@ pub fn last_uses(graph: &Graph) -> Vec<usize> {
     last_use
 }
 
+/// For each node, whether a pass that wants `want` needs its value for every token of the batch
+/// (`false`: only for the last one).
+///
+/// With [`LogitsFor::Last`] only the last token's row reaches the logits, so a node needs every
+/// row only when it feeds the KV cache (the keys and values of an attention op, and what they are
+/// computed from) or a node that needs every row. In the last layer that leaves the query, the
+/// attention output and the whole feed-forward block to the last token alone, as the reference
+/// computes them for it: its logits are the same, and a prompt skips the rest of that work.
+pub fn rows_needed(graph: &Graph, want: LogitsFor) -> Vec<bool> {
+    let n = graph.nodes.len();
+    if want == LogitsFor::All {
+        return vec![true; n];
+    }
+    let mut all = vec![false; n];
+    // Only a head's logits come one row per token; any other output is wanted whole.
+    let out = graph.output.0 as usize;
+    all[out] = !matches!(graph.nodes[out].op, Op::OutputHead { .. });
+    for (i, node) in graph.nodes.iter().enumerate().rev() {
+        match node.op {
+            Op::Attention { q, k, v, .. } => {
+                all[k.0 as usize] = true;
+                all[v.0 as usize] = true;
+                all[q.0 as usize] |= all[i];
+            }
+            ref op => {
+                if all[i] {
+                    op.inputs().for_each(|x| all[x.0 as usize] = true);
+                }
+            }
+        }
+    }
+    all
+}
+
 /// Checks a batch against the vocabulary and the session's room, runs `pass` and advances the
 /// session on success; on failure the session is left as it was.
 pub fn forward_checked(
@@ -368,28 +402,50 @@ fn run_nodes(
     values: &mut [Option<Buf>],
 ) -> Result<Vec<f32>, RuntimeError> {
     let g = graph;
-    let t_count = tokens.len();
+    let n_tokens = tokens.len();
+    let full = rows_needed(g, want);
     let n_past = session.kv.len();
     let Session { kv, scratch, .. } = session;
     for (i, node) in g.nodes.iter().enumerate() {
         let width = node.ty.width as usize;
+        // The rows this node computes: the batch's, or the last token's alone; `first` is the
+        // batch index of its first row.
+        let t_count = if full[i] { n_tokens } else { 1 };
+        let first = n_tokens - t_count;
         let get = |id: ValueId| {
             values[id.0 as usize]
                 .as_ref()
                 .expect("operands are computed before use")
         };
+        // An operand's rows for this node: the last of them when the operand has the batch's
+        // rows and this node only the last token's.
+        let narrow = |id: ValueId| !full[i] && full[id.0 as usize];
+        let f32_in = |id: ValueId| {
+            let v = get(id).f32();
+            match narrow(id) {
+                true => &v[v.len() - v.len() / n_tokens..],
+                false => v,
+            }
+        };
+        let q8_in = |id: ValueId| {
+            let v = get(id).q8();
+            match narrow(id) {
+                true => &v[v.len() - 1..],
+                false => v,
+            }
+        };
         let out = match &node.op {
             Op::Embedding { table } => {
                 let w = g.weight(*table);
                 let mut out = scratch.buffer(t_count * width);
-                for (row, &tok) in out.chunks_mut(width).zip(tokens) {
+                for (row, &tok) in out.chunks_mut(width).zip(&tokens[first..]) {
                     table_row(w, tok as usize, row)?;
                 }
                 Buf::F32(out)
             }
             Op::RmsNorm { x, weight, eps } => {
                 let w = weight_f32_view(g.weight(*weight));
-                let x = get(*x).f32();
+                let x = f32_in(*x);
                 let mut out = scratch.buffer(t_count * width);
                 // Blocks of rows, whose sums of squares run side by side.
                 let block = RMS_NORM_ROWS * width;
@@ -403,7 +459,7 @@ fn run_nodes(
                 Buf::F32(out)
             }
             Op::QuantizeActivation { x } => {
-                let x = get(*x).f32();
+                let x = f32_in(*x);
                 let mut rows = scratch.rows(t_count);
                 for_each_row(kernels, &mut rows, 1, &|t, r| {
                     quantize_row_into(&x[t * width..(t + 1) * width], &mut r[0])
@@ -417,12 +473,12 @@ fn run_nodes(
             } => {
                 let scale = out_scale.map(|s| weight_f32_view(g.weight(s))[0]);
                 let mut out = scratch.buffer(t_count * width);
-                kernels.ternary_linear(i, g.weight(*weight), get(*x).q8(), scale, &mut out)?;
+                kernels.ternary_linear(i, g.weight(*weight), q8_in(*x), scale, &mut out)?;
                 Buf::F32(out)
             }
             Op::AddBias { x, bias } => {
                 let b = weight_f32_view(g.weight(*bias));
-                let mut out = scratch.copy_of(get(*x).f32());
+                let mut out = scratch.copy_of(f32_in(*x));
                 for row in out.chunks_mut(width) {
                     row.iter_mut().zip(b.iter()).for_each(|(o, b)| *o += b);
                 }
@@ -435,18 +491,19 @@ fn run_nodes(
                 ..
             } => {
                 let d = *head_dim as usize;
-                let mut out = scratch.copy_of(get(*x).f32());
+                let pos0 = n_past + first;
+                let mut out = scratch.copy_of(f32_in(*x));
                 for_each_row(kernels, &mut out, width, &|t, row| {
                     // One position's angles serve all of its heads (the reference's values).
                     let mut cs = [(0.0f32, 0.0f32); ROPE_MAX_PAIRS];
                     match cs.get_mut(..d / 2) {
                         Some(cs) => {
-                            rope_angles(n_past + t, d, *freq_base, cs);
+                            rope_angles(pos0 + t, d, *freq_base, cs);
                             row.chunks_mut(d).for_each(|head| rope_apply(head, cs));
                         }
                         None => {
                             let mut cs = vec![(0.0f32, 0.0f32); d / 2];
-                            rope_angles(n_past + t, d, *freq_base, &mut cs);
+                            rope_angles(pos0 + t, d, *freq_base, &mut cs);
                             row.chunks_mut(d).for_each(|head| rope_apply(head, &cs));
                         }
                     }
@@ -469,13 +526,15 @@ fn run_nodes(
                     n_head_kv: *n_head_kv as usize,
                     head_dim: *head_dim as usize,
                 };
-                let q = get(*q).f32();
+                // Keys and values of the whole batch go to the cache; the queries are this
+                // node's rows, the first at position `n_past + first`.
+                let q = f32_in(*q);
                 let mut out = scratch.buffer(q.len());
-                kernels.attention(i, kv, layer, q, n_past, shape, &mut out)?;
+                kernels.attention(i, kv, layer, q, n_past + first, shape, &mut out)?;
                 Buf::F32(out)
             }
             Op::GatedActivation { gate, up, act } => {
-                let (gate, up) = (get(*gate).f32(), get(*up).f32());
+                let (gate, up) = (f32_in(*gate), f32_in(*up));
                 let mut out = scratch.buffer(gate.len());
                 // One loop per activation, so the function is inlined and the loop vectorized.
                 match act {
@@ -489,7 +548,7 @@ fn run_nodes(
                 Buf::F32(out)
             }
             Op::Add { a, b } => {
-                let (a, b) = (get(*a).f32(), get(*b).f32());
+                let (a, b) = (f32_in(*a), f32_in(*b));
                 let mut out = scratch.buffer(a.len());
                 for_each_row(kernels, &mut out, width, &|t, o| {
                     let span = t * width..(t + 1) * width;
@@ -500,7 +559,7 @@ fn run_nodes(
                 Buf::F32(out)
             }
             Op::OutputHead { x, table } => {
-                let xs = get(*x).f32();
+                let xs = f32_in(*x);
                 let in_w = xs.len() / t_count;
                 let table = g.weight(*table);
                 let logits = match want {
