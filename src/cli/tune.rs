@@ -466,10 +466,9 @@ fn fmt_ns(ns: f64) -> String {
     }
 }
 
-/// Prompt processing and generation with default and with tuned parameters, measured
-/// alternately until `end` (at least once each, at most three times), medians compared.
 /// Measures prompt processing and generation end to end with the default kernels and with the
-/// tuned ones, alternating. The one-token GEMVs are timed alone while tuning, and a variant that
+/// tuned ones, alternating until `end` (at least once each, at most three times), and compares
+/// the medians. The one-token GEMVs are timed alone while tuning, and a variant that
 /// wins alone can lose inside a decode step (on a Xeon the tuned GEMVs decoded 7 % slower than
 /// their defaults): when tuned GEMVs differ from their defaults, the tuned set with the GEMVs
 /// at their defaults is measured too, and if it generates faster beyond the noise margin
