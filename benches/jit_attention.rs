@@ -1,5 +1,5 @@
 //! Attention over the KV cache at the BitNet b1.58 2B4T shape (20 query heads, 5 KV heads of
-//! 128, KV rows of 640 floats): the generated scores and weighted-sum kernels (softmax in Rust
+//! 128, each head's rows consecutive in the cache): the generated scores and weighted-sum kernels (softmax in Rust
 //! between them, (token, head) pairs over the worker pool) against the reference backend's
 //! `attention` (rayon over heads), for one decoding token and for a 16-token prompt block at
 //! 512 and 2048 cached positions, on 1 and 2 threads. Throughput is KV-cache bytes read.
@@ -21,14 +21,14 @@ const SHAPE: AttentionShape = AttentionShape {
 const KV_WIDTH: usize = 640;
 
 fn filled_cache(positions: usize) -> KvCache {
-    let mut kv = KvCache::new(1, KV_WIDTH, positions);
+    let mut kv = KvCache::new(1, KV_WIDTH, SHAPE.head_dim, positions);
     let k: Vec<f32> = (0..positions * KV_WIDTH)
         .map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0)
         .collect();
     let v: Vec<f32> = (0..positions * KV_WIDTH)
         .map(|i| ((i * 53 % 97) as f32 - 48.0) / 30.0)
         .collect();
-    kv.append(0, &k, &v);
+    kv.append(0, &k, &v).expect("room for every position");
     kv.advance(positions);
     kv
 }
@@ -41,7 +41,6 @@ fn attention_bench(c: &mut Criterion) {
     let default = (Default::default(), bitnetc_tune::ParamSource::Default);
     let AttentionPlan::Generated(kernels, _) = AttentionPlan::build(
         SHAPE.head_dim,
-        KV_WIDTH,
         SHAPE.n_head / SHAPE.n_head_kv,
         &target,
         default,

@@ -49,7 +49,12 @@ impl Session {
         let info = &graph.info;
         let cap = n_ctx.min(info.n_ctx as usize).max(1);
         Session {
-            kv: KvCache::new(info.n_kv_layers as usize, info.kv_width as usize, cap),
+            kv: KvCache::new(
+                info.n_kv_layers as usize,
+                info.kv_width as usize,
+                kv_head_dim(graph),
+                cap,
+            ),
             device: None,
             scratch: Scratch::default(),
         }
@@ -59,6 +64,19 @@ impl Session {
     pub fn n_past(&self) -> usize {
         self.kv.len()
     }
+}
+
+/// The head width of the graph's attention ops (the KV cache is laid out by head), or 0 when it
+/// has none.
+fn kv_head_dim(graph: &Graph) -> usize {
+    graph
+        .nodes
+        .iter()
+        .find_map(|n| match n.op {
+            Op::Attention { head_dim, .. } => Some(head_dim as usize),
+            _ => None,
+        })
+        .unwrap_or(0)
 }
 
 /// The kernels a backend supplies for the heavy ops.
@@ -221,6 +239,10 @@ pub struct Scratch {
     f32s: Vec<Vec<f32>>,
     rows: Vec<Vec<QuantizedRow>>,
     values: Vec<Option<Buf>>,
+    /// Quantized rows cut from kept vectors by shorter requests.
+    spare_rows: Vec<QuantizedRow>,
+    /// [`rows_needed`] of the session's graph for [`LogitsFor::Last`], once computed.
+    last_token_rows: Vec<bool>,
 }
 
 impl Scratch {
@@ -247,10 +269,23 @@ impl Scratch {
         v
     }
 
-    /// `n` quantized rows (contents unspecified), reusing kept rows and their code vectors.
+    /// `n` quantized rows (contents unspecified), reusing kept rows and their code vectors: the
+    /// kept vector with the fewest rows that are enough (so a pass that mixes batch-wide and
+    /// last-token values does not cut long vectors down and grow them again), else the longest.
     fn rows(&mut self, n: usize) -> Vec<QuantizedRow> {
-        let mut v = self.rows.pop().unwrap_or_default();
-        v.resize_with(n, QuantizedRow::default);
+        let fit = (self.rows.iter().enumerate())
+            .filter(|(_, v)| v.len() >= n)
+            .min_by_key(|(_, v)| v.len())
+            .or_else(|| (self.rows.iter().enumerate()).max_by_key(|(_, v)| v.len()))
+            .map(|(i, _)| i);
+        let mut v = fit.map_or_else(Vec::new, |i| self.rows.swap_remove(i));
+        // Rows beyond `n` wait in `spare_rows` (with their code vectors) for a longer request.
+        while v.len() > n {
+            self.spare_rows.extend(v.pop());
+        }
+        while v.len() < n {
+            v.push(self.spare_rows.pop().unwrap_or_default());
+        }
         v
     }
 
@@ -380,7 +415,22 @@ pub fn execute(
     let mut values = std::mem::take(&mut session.scratch.values);
     values.clear();
     values.resize_with(graph.nodes.len(), || None);
-    let result = run_nodes(graph, last_use, kernels, session, tokens, want, &mut values);
+    // Which nodes compute every token's row for `Last` (computed on the session's first such
+    // pass and kept; `All` computes every row of every node).
+    let mut last_rows = std::mem::take(&mut session.scratch.last_token_rows);
+    if want == LogitsFor::Last && last_rows.len() != graph.nodes.len() {
+        last_rows = rows_needed(graph, want);
+    }
+    let result = run_nodes(
+        graph,
+        last_use,
+        kernels,
+        session,
+        tokens,
+        (want, &last_rows),
+        &mut values,
+    );
+    session.scratch.last_token_rows = last_rows;
     // Every buffer still held goes back to the scratch (all of them after an error).
     for v in values.iter_mut() {
         if let Some(buf) = v.take() {
@@ -391,26 +441,27 @@ pub fn execute(
     result
 }
 
-/// The node loop of [`execute`]; `values` starts all `None`, one per node.
+/// The node loop of [`execute`]; `values` starts all `None`, one per node. `want` comes with
+/// the graph's [`rows_needed`] for [`LogitsFor::Last`] (unread for `All`).
 fn run_nodes(
     graph: &Graph,
     last_use: &[usize],
     kernels: &dyn OpKernels,
     session: &mut Session,
     tokens: &[u32],
-    want: LogitsFor,
+    (want, last_rows): (LogitsFor, &[bool]),
     values: &mut [Option<Buf>],
 ) -> Result<Vec<f32>, RuntimeError> {
     let g = graph;
     let n_tokens = tokens.len();
-    let full = rows_needed(g, want);
     let n_past = session.kv.len();
     let Session { kv, scratch, .. } = session;
+    let full = |i: usize| want == LogitsFor::All || last_rows[i];
     for (i, node) in g.nodes.iter().enumerate() {
         let width = node.ty.width as usize;
         // The rows this node computes: the batch's, or the last token's alone; `first` is the
         // batch index of its first row.
-        let t_count = if full[i] { n_tokens } else { 1 };
+        let t_count = if full(i) { n_tokens } else { 1 };
         let first = n_tokens - t_count;
         let get = |id: ValueId| {
             values[id.0 as usize]
@@ -419,7 +470,7 @@ fn run_nodes(
         };
         // An operand's rows for this node: the last of them when the operand has the batch's
         // rows and this node only the last token's.
-        let narrow = |id: ValueId| !full[i] && full[id.0 as usize];
+        let narrow = |id: ValueId| !full(i) && full(id.0 as usize);
         let f32_in = |id: ValueId| {
             let v = get(id).f32();
             match narrow(id) {
@@ -520,7 +571,7 @@ fn run_nodes(
                 head_dim,
             } => {
                 let layer = *layer as usize;
-                kv.append(layer, get(*k).f32(), get(*v).f32());
+                kv.append(layer, get(*k).f32(), get(*v).f32())?;
                 let shape = AttentionShape {
                     n_head: *n_head as usize,
                     n_head_kv: *n_head_kv as usize,

@@ -204,7 +204,6 @@ pub fn tune(a: TuneArgs) -> anyhow::Result<()> {
                 let positions = (graph.info.n_ctx as usize).clamp(1, 1024);
                 let h = AttentionHarness::new(
                     job.key.k,
-                    job.key.m,
                     job.heads.0,
                     job.heads.1,
                     positions,
@@ -432,10 +431,10 @@ fn jobs(graph: &Graph, kinds: &BTreeSet<KernelKind>, isa: &str, threads: usize) 
         }
     }
     if kinds.contains(&KernelKind::Attention) {
-        let kv_width = graph.info.kv_width as usize;
         for (d, heads) in attention {
             jobs.push(Job {
-                key: key(KernelKind::Attention, d, kv_width, "f32"),
+                // The KV cache keeps each head's rows consecutive: the stride is D.
+                key: key(KernelKind::Attention, d, d, "f32"),
                 table: None,
                 heads,
             });

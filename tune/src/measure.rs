@@ -503,8 +503,8 @@ fn q6k_q8k_logit(row: &[u8], x: &quant::q8_k::Q8kRow) -> f32 {
 }
 
 /// Measures attention candidates: one decoding token's query heads over `positions` cached
-/// positions of random keys and values, (head) items split over the pool as the runtime splits
-/// them, each head's scores and weighted sum checked bit for bit against a scalar reference of
+/// positions of random keys and values laid out as the runtime's KV cache lays them out (each KV
+/// head's rows consecutive), (head) items split over the pool as the runtime splits them, each head's scores and weighted sum checked bit for bit against a scalar reference of
 /// the reference backend's order first.
 pub struct AttentionHarness {
     shape: AttnShape,
@@ -522,27 +522,27 @@ pub struct AttentionHarness {
 }
 
 impl AttentionHarness {
-    /// A harness for `n_head` query heads over `n_head_kv` KV heads of `head_dim` values in KV
-    /// rows of `stride` floats, `positions` cached positions, on `threads` threads.
+    /// A harness for `n_head` query heads over `n_head_kv` KV heads of `head_dim` values,
+    /// `positions` cached positions, on `threads` threads.
     pub fn new(
         head_dim: usize,
-        stride: usize,
         n_head: usize,
         n_head_kv: usize,
         positions: usize,
         threads: usize,
         target: Target,
     ) -> Result<AttentionHarness, TuneError> {
-        if n_head_kv == 0 || !n_head.is_multiple_of(n_head_kv) || stride < n_head_kv * head_dim {
+        if n_head_kv == 0 || !n_head.is_multiple_of(n_head_kv) || head_dim == 0 {
             return Err(TuneError::Invalid(format!(
-                "attention heads {n_head}/{n_head_kv} of {head_dim} in rows of {stride}"
+                "attention heads {n_head}/{n_head_kv} of {head_dim}"
             )));
         }
+        let stride = head_dim;
         let mut rng = ChaCha8Rng::seed_from_u64(11);
         let q: Vec<f32> = (0..n_head * head_dim)
             .map(|_| rng.gen_range(-1.0f32..1.0))
             .collect();
-        let kv: Vec<f32> = (0..positions * stride)
+        let kv: Vec<f32> = (0..n_head_kv * positions * stride)
             .map(|_| rng.gen_range(-1.0f32..1.0))
             .collect();
         let probs: Vec<f32> = (0..positions)
@@ -620,7 +620,7 @@ impl AttentionHarness {
                 let mut o = vec![0.0f32; heads * d];
                 for block in r.clone() {
                     let h = block * heads;
-                    let off = (h / self.group) * d;
+                    let off = (h / self.group) * self.positions * d;
                     let q = &self.q[h * d..(h + heads) * d];
                     // Lengths were checked by the calls above; these cannot fail.
                     let _ = k.scores(q, &self.kv[off..], &mut s);

@@ -27,19 +27,18 @@ pub enum AttentionPlan {
 }
 
 impl AttentionPlan {
-    /// Compiles the kernels for heads of `head_dim` values in KV rows of `kv_width` floats,
-    /// `group` query heads per KV head, with `params` (and where they came from), or explains
-    /// why there are none.
+    /// Compiles the kernels for heads of `head_dim` values over the [`KvCache`]'s rows (one
+    /// head's rows consecutive), `group` query heads per KV head, with `params` (and where they
+    /// came from), or explains why there are none.
     pub fn build(
         head_dim: usize,
-        kv_width: usize,
         group: usize,
         target: &Target,
         params: (AttentionParams, ParamSource),
     ) -> Result<AttentionPlan, RuntimeError> {
         let shape = Shape {
             head_dim,
-            stride: kv_width,
+            stride: head_dim,
             scale: 1.0 / (head_dim as f32).sqrt(),
             heads: Shape::heads_for_group(group),
         };
@@ -84,8 +83,6 @@ pub fn run(
     }
     let t_count = q.len() / q_width;
     let group = s.n_head / s.n_head_kv;
-    let keys = kv.keys(layer, n_past + t_count);
-    let values = kv.values(layer, n_past + t_count);
     out.fill(0.0);
     // Items are (token, block of `heads` query heads); a block shares one KV head.
     let blocks = s.n_head / heads;
@@ -111,15 +108,18 @@ pub fn run(
                 // Token t, query heads h0..h0 + heads (one KV head), their outputs consecutive.
                 let (t, h0) = (idx / blocks, (idx % blocks) * heads);
                 let qh = &q[t * q_width + h0 * d..][..heads * d];
-                let off = (h0 / group) * d;
                 let n = n_past + t + 1;
+                let (keys, values) = (
+                    kv.keys(layer, h0 / group, n),
+                    kv.values(layer, h0 / group, n),
+                );
                 let sc = &mut scores[..heads * n];
                 let first = (t * s.n_head + h0) * d;
                 // SAFETY: each item owns its heads' D outputs; parts hold disjoint items.
                 let o = unsafe { out_parts.slice(first..first + heads * d) };
-                let r = kernels.scores(qh, &keys[off..], sc).and_then(|()| {
+                let r = kernels.scores(qh, keys, sc).and_then(|()| {
                     sc.chunks_mut(n).for_each(softmax);
-                    kernels.weighted_sum(sc, &values[off..], o)
+                    kernels.weighted_sum(sc, values, o)
                 });
                 if let Err(e) = r {
                     *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);

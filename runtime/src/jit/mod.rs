@@ -278,13 +278,13 @@ impl JitBackend {
                     Some(p) => p.clone(),
                     None => {
                         let t0 = Instant::now();
-                        let kv_width = graph.info.kv_width as usize;
-                        let key = tuned.key(KernelKind::Attention, d, kv_width, "f32");
+                        // Rows of one head are consecutive in the KV cache: stride = D.
+                        let key = tuned.key(KernelKind::Attention, d, d, "f32");
                         let params = match tuned.get(&key).and_then(|p| p.attention_params()) {
                             Some(p) => (p, ParamSource::Cache),
                             None => (Default::default(), ParamSource::Default),
                         };
-                        let p = AttentionPlan::build(d, kv_width, group, &target, params)?;
+                        let p = AttentionPlan::build(d, group, &target, params)?;
                         let p = Arc::new(p);
                         compile_time += t0.elapsed();
                         attention_by_dim.insert((d, group), p.clone());
@@ -466,7 +466,7 @@ impl JitBackend {
                         info.shape.head_dim, info.shape.stride, info.shape.heads
                     ),
                     layout: format!(
-                        "f32 KV cache, {} key rows/step, {} f32x4 columns/block",
+                        "f32 KV cache by head, {} key rows/step, {} f32x4 columns/block",
                         info.rows, info.cols
                     ),
                     features: info.target.enabled.clone(),

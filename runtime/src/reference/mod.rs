@@ -330,9 +330,6 @@ pub fn attention(
     let q_width = s.n_head * s.head_dim;
     let t_count = q.len() / q_width;
     let group = s.n_head / s.n_head_kv;
-    let kv_w = kv.kv_width();
-    let keys = kv.keys(layer, n_past + t_count);
-    let values = kv.values(layer, n_past + t_count);
     let scale = 1.0 / (s.head_dim as f32).sqrt();
     let mut out = vec![0.0f32; t_count * q_width];
     out.par_chunks_mut(s.head_dim)
@@ -340,14 +337,15 @@ pub fn attention(
         .for_each(|(idx, o)| {
             let (t, h) = (idx / s.n_head, idx % s.n_head);
             let qh = &q[t * q_width + h * s.head_dim..][..s.head_dim];
-            let off = (h / group) * s.head_dim;
             let n = n_past + t + 1;
-            let mut scores: Vec<f32> = (0..n)
-                .map(|j| dot_f32(qh, &keys[j * kv_w + off..][..s.head_dim]) * scale)
+            let keys = kv.keys(layer, h / group, n);
+            let values = kv.values(layer, h / group, n);
+            let mut scores: Vec<f32> = keys
+                .chunks_exact(s.head_dim)
+                .map(|key| dot_f32(qh, key) * scale)
                 .collect();
             softmax(&mut scores);
-            for (j, &p) in scores.iter().enumerate() {
-                let vj = &values[j * kv_w + off..][..s.head_dim];
+            for (&p, vj) in scores.iter().zip(values.chunks_exact(s.head_dim)) {
                 o.iter_mut().zip(vj).for_each(|(o, v)| *o += p * v);
             }
         });
